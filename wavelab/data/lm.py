@@ -1,0 +1,170 @@
+"""Language-modelling data: a corpus, a tokenizer, cached token streams and fixed-length windows.
+
+Each sample is ``(x_prev, x, y)``: the window ``x`` of ``block_size`` tokens, the targets ``y``
+(``x`` shifted by one), and the ``block_size`` tokens before the window, ``x_prev``, that WaveGPT's
+``prev_block`` branch reads. Where the window starts less than one block into its split, the
+missing part of ``x_prev`` is ``-1`` ("before the stream"): each split is its own stream, so no
+validation window peeks into training text and vice versa.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wavelab.data import cache
+from wavelab.data.corpora import load_corpus, sha256_hex
+from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict, train_tokenizer
+from wavelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class WindowDataset(Dataset):
+    """Windows of a token stream, starting at ``starts`` (all valid offsets by default)."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, starts: np.ndarray | None = None):
+        if len(tokens) < block_size + 1:
+            raise ConfigError(
+                f"data.block_size={block_size} is too large for a split of {len(tokens)} tokens"
+            )
+        self.tokens = tokens
+        self.block_size = block_size
+        self.starts = starts
+
+    def __len__(self) -> int:
+        if self.starts is not None:
+            return len(self.starts)
+        return len(self.tokens) - self.block_size
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T = self.block_size
+        s = int(self.starts[i]) if self.starts is not None else i
+        chunk = torch.from_numpy(self.tokens[s : s + T + 1].astype(np.int64))
+        prev = torch.from_numpy(self.tokens[max(0, s - T) : s].astype(np.int64))
+        x_prev = torch.cat([torch.full((T - len(prev),), -1, dtype=torch.int64), prev])
+        return x_prev, chunk[:-1], chunk[1:]
+
+
+def fixed_starts(n_tokens: int, block_size: int, n_windows: int) -> np.ndarray:
+    """Evenly spaced, deterministic window starts covering the split."""
+    last = n_tokens - block_size - 1
+    n = min(n_windows, last + 1)
+    return np.unique(np.linspace(0, last, n).round().astype(np.int64))
+
+
+class LMDataModule(L.LightningDataModule):
+    """A text corpus as (x_prev, x, y) windows: random ones for training, fixed ones for val.
+
+    The corpus is ``path`` if given, else the HF dataset ``hf_name``, else the named ``corpus``.
+    """
+
+    def __init__(
+        self,
+        corpus: str | None = "shakespeare",
+        path: str | None = None,
+        hf_name: str | None = None,
+        hf_config: str | None = None,
+        hf_split: str = "train",
+        hf_text_column: str = "text",
+        tokenizer: str = "char",
+        bpe_vocab_size: int = 4096,
+        block_size: int = 64,
+        batch_size: int = 12,
+        val_fraction: float = 0.1,
+        num_val_windows: int = 512,
+        num_workers: int = 0,
+        cache_dir: str = "~/.cache/wavelab",
+    ):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction={val_fraction} is invalid: must be in (0, 1)")
+        for key in ("block_size", "batch_size", "num_val_windows"):
+            if int(getattr(self.hparams, key)) < 1:
+                raise ConfigError(
+                    f"data.{key}={getattr(self.hparams, key)} is invalid: must be >= 1"
+                )
+        self.tokenizer: TextTokenizer | None = None
+        self.splits: dict[str, np.ndarray] = {}
+
+    @property
+    def _tokenizer_key(self) -> str:
+        h = self.hparams
+        kind = h.tokenizer if h.tokenizer != "bpe" else f"bpe{h.bpe_vocab_size}"
+        return f"{kind}-val{h.val_fraction}"
+
+    def _entry(self) -> tuple[Path, dict]:
+        """Finds or builds the cache entry for this corpus and tokenizer."""
+        h = self.hparams
+        cache_dir = Path(h.cache_dir).expanduser()
+        text = load_corpus(
+            h.corpus, h.path, h.hf_name, h.hf_config, h.hf_split, h.hf_text_column, cache_dir
+        )
+        entry = cache.entry_dir(cache_dir, sha256_hex(text.encode()), self._tokenizer_key)
+        meta = cache.read_meta(entry)
+        if meta is not None:
+            return entry, meta
+        log.info("tokenizing %d characters into %s", len(text), entry)
+        cut = int(len(text) * (1.0 - h.val_fraction))
+        train_text, val_text = text[:cut], text[cut:]
+        # Character vocabularies come from the whole corpus (as nanoGPT does) so val never holds
+        # an unknown character; BPE merges are learned on the training split only.
+        tok = train_tokenizer(
+            h.tokenizer, text if h.tokenizer == "char" else train_text, h.bpe_vocab_size
+        )
+        splits = {"train": tok.encode(train_text), "val": tok.encode(val_text)}
+        meta = {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
+        return entry, cache.write_entry(entry, splits, meta)
+
+    def prepare_data(self) -> None:
+        self._entry()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is not None:
+            return
+        entry, meta = self._entry()
+        self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
+        self.splits = {s: cache.open_split(entry, meta, s) for s in cache.SPLITS}
+        log.info(
+            "corpus: %s train / %s val tokens, vocab %d (%s)",
+            f"{len(self.splits['train']):,}",
+            f"{len(self.splits['val']):,}",
+            self.tokenizer.vocab_size,
+            self.tokenizer.kind,
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        assert self.tokenizer is not None, "call setup() first"
+        return self.tokenizer.vocab_size
+
+    def model_kwargs(self) -> dict:
+        """What the model must know about the data: the tokenizer it writes and reads."""
+        assert self.tokenizer is not None, "call setup() first"
+        return {"tokenizer": self.tokenizer.to_dict()}
+
+    def train_dataloader(self) -> DataLoader:
+        ds = WindowDataset(self.splits["train"], self.hparams.block_size)
+        return self._loader(ds, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        h = self.hparams
+        starts = fixed_starts(len(self.splits["val"]), h.block_size, h.num_val_windows)
+        return self._loader(WindowDataset(self.splits["val"], h.block_size, starts), shuffle=False)
+
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=shuffle,
+        )

@@ -1,0 +1,108 @@
+"""Tokenizers for language modelling: characters, and a byte-level BPE trained offline.
+
+Both serialise to a plain dict (``to_dict``/``tokenizer_from_dict``) so a checkpoint carries the
+exact tokenizer it was trained with.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from wavelab.errors import ConfigError
+
+TOKENIZER_KINDS = ("char", "bpe")
+
+
+class TextTokenizer(Protocol):
+    kind: str
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+    def to_dict(self) -> dict: ...
+
+
+class CharTokenizer:
+    kind = "char"
+
+    def __init__(self, chars: str):
+        self.chars = chars
+        self.vocab_size = len(chars)
+        self._index = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def train(cls, text: str) -> CharTokenizer:
+        return cls("".join(sorted(set(text))))
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self._index[c] for c in text]
+        except KeyError as e:
+            raise ConfigError(
+                f"character {e.args[0]!r} is not in this character-level vocabulary "
+                f"({self.vocab_size} characters seen in the training corpus)"
+            ) from None
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "chars": self.chars}
+
+
+class BPETokenizer:
+    """Byte-level BPE (GPT-2 style), trained with HF ``tokenizers`` on the training split."""
+
+    kind = "bpe"
+
+    def __init__(self, tokenizer: Tokenizer):
+        self._tok = tokenizer
+        self.vocab_size = tokenizer.get_vocab_size()
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        # Chunked by line so the trainer streams instead of holding one giant string.
+        tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+        return cls(tok)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "json": self._tok.to_str()}
+
+
+def train_tokenizer(kind: str, text: str, bpe_vocab_size: int) -> TextTokenizer:
+    if kind == "char":
+        return CharTokenizer.train(text)
+    if kind == "bpe":
+        if bpe_vocab_size < 257:
+            raise ConfigError(
+                f"data.bpe_vocab_size={bpe_vocab_size} is invalid: must be >= 257 "
+                "(256 byte symbols plus at least one merge)"
+            )
+        return BPETokenizer.train(text, bpe_vocab_size)
+    raise ConfigError(
+        f"data.tokenizer={kind!r} is invalid: allowed are {', '.join(TOKENIZER_KINDS)}"
+    )
+
+
+def tokenizer_from_dict(d: dict) -> TextTokenizer:
+    if d["kind"] == "char":
+        return CharTokenizer(d["chars"])
+    if d["kind"] == "bpe":
+        return BPETokenizer(Tokenizer.from_str(d["json"]))
+    raise ValueError(f"unknown tokenizer kind {d['kind']!r}")
