@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wavelab.data import cache
-from wavelab.data.corpora import load_corpus, sha256_hex
+from wavelab.data.corpora import CORPUS_KEYS
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict, train_tokenizer
 from wavelab.errors import ConfigError
 
@@ -102,25 +102,17 @@ class LMDataModule(L.LightningDataModule):
     def _entry(self) -> tuple[Path, dict]:
         """Finds or builds the cache entry for this corpus and tokenizer."""
         h = self.hparams
-        cache_dir = Path(h.cache_dir).expanduser()
-        text = load_corpus(
-            h.corpus, h.path, h.hf_name, h.hf_config, h.hf_split, h.hf_text_column, cache_dir
-        )
-        entry = cache.entry_dir(cache_dir, sha256_hex(text.encode()), self._tokenizer_key)
-        meta = cache.read_meta(entry)
-        if meta is not None:
-            return entry, meta
-        log.info("tokenizing %d characters into %s", len(text), entry)
-        cut = int(len(text) * (1.0 - h.val_fraction))
-        train_text, val_text = text[:cut], text[cut:]
-        # Character vocabularies come from the whole corpus (as nanoGPT does) so val never holds
-        # an unknown character; BPE merges are learned on the training split only.
-        tok = train_tokenizer(
-            h.tokenizer, text if h.tokenizer == "char" else train_text, h.bpe_vocab_size
-        )
-        splits = {"train": tok.encode(train_text), "val": tok.encode(val_text)}
-        meta = {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
-        return entry, cache.write_entry(entry, splits, meta)
+
+        def build(text: str, train_text: str, val_text: str) -> tuple[dict, dict]:
+            # Character vocabularies come from the whole corpus (as nanoGPT does) so val never
+            # holds an unknown character; BPE merges are learned on the training split only.
+            source = text if h.tokenizer == "char" else train_text
+            tok = train_tokenizer(h.tokenizer, source, h.bpe_vocab_size)
+            splits = {"train": tok.encode(train_text), "val": tok.encode(val_text)}
+            return splits, {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
+
+        corpus = {k: h[k] for k in CORPUS_KEYS}
+        return cache.load_or_build(h.cache_dir, corpus, self._tokenizer_key, h.val_fraction, build)
 
     def prepare_data(self) -> None:
         self._entry()
@@ -130,7 +122,7 @@ class LMDataModule(L.LightningDataModule):
             return
         entry, meta = self._entry()
         self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
-        self.splits = {s: cache.open_split(entry, meta, s) for s in cache.SPLITS}
+        self.splits = {s: cache.open_array(entry, meta, s) for s in ("train", "val")}
         log.info(
             "corpus: %s train / %s val tokens, vocab %d (%s)",
             f"{len(self.splits['train']):,}",
