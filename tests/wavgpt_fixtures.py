@@ -1,0 +1,57 @@
+"""Small shared helpers for the WavGPT tests (plain functions, so importing them is explicit)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from wavelab.models.encoder import TINY_VOCAB, FrozenEncoder, tiny_test_encoder
+from wavelab.models.lifting import LiftingDWT
+from wavelab.models.wavgpt import WavGPTConfig
+
+N_SPECIAL = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] open TINY_VOCAB
+CLS, SEP = 2, 3
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Import into a test module to run its tests on one thread: for tiny matmuls threads only
+    cost, and when the other core is busy (parallel jobs) they cost ~100x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@functools.cache
+def tiny_encoder() -> FrozenEncoder:
+    """The tiny random BERT (d=32) with the tied head, which reconstructs its input tokens."""
+    return FrozenEncoder("tiny-test-encoder", head="tied", model=tiny_test_encoder())
+
+
+def tiny_batch(lengths: list[int], T: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random [CLS] w ... w [SEP] [PAD]... rows: input_ids (B, T) and attention_mask (B, T)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(N_SPECIAL, len(TINY_VOCAB), (len(lengths), T), generator=g)
+    mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    ids[:, 0] = CLS
+    ids[torch.arange(len(lengths)), torch.tensor(lengths) - 1] = SEP
+    return ids.masked_fill(~mask, 0), mask.long()
+
+
+def small_config(**overrides) -> WavGPTConfig:
+    """A WavGPT config sized for the tiny encoder (d=32) and T=16."""
+    defaults = dict(block_size=16, refine_layers=1, refine_heads=2, refine_ff=64)
+    return WavGPTConfig(**{**defaults, **overrides})
+
+
+def randomize_lifting_(dwt: LiftingDWT, seed: int = 0) -> LiftingDWT:
+    """Far-from-Haar parameters, including scales well away from 1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name in ("predict", "update", "log_approx_scale", "log_detail_scale"):
+            value = getattr(dwt, name)
+            value.copy_(torch.randn(value.shape, generator=g, dtype=value.dtype))
+    return dwt

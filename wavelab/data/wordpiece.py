@@ -1,0 +1,159 @@
+"""WavGPT's data: text tokenized with the frozen encoder's own tokenizer, in padded blocks.
+
+Paragraphs (blank-line separated) are packed greedily into blocks of at most ``block_size``
+tokens, ``[CLS] ... [SEP]`` included; a paragraph longer than a block is cut into full blocks.
+Blocks thus end with some padding, as real inputs do, and no paragraph is cut where it fits.
+Cached like the character corpora: per split an ``ids`` array (n_blocks × block_size) and a
+``len`` array (real tokens per block), from which the attention mask follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from wavelab.data import cache
+from wavelab.data.corpora import CORPUS_KEYS
+from wavelab.data.lm import fixed_starts
+from wavelab.errors import ConfigError
+from wavelab.models.encoder import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def pack_paragraphs(
+    paragraphs: list[list[int]], block_size: int, cls_id: int, sep_id: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy packing into (n_blocks, block_size) ids and (n_blocks,) real lengths."""
+    room = block_size - 2
+    blocks: list[list[int]] = []
+    current: list[int] = []
+    for para in paragraphs:
+        if current and len(current) + len(para) > room:
+            blocks.append(current)
+            current = []
+        while len(para) > room:
+            blocks.append(para[:room])
+            para = para[room:]
+        current = current + para
+    if current:
+        blocks.append(current)
+    ids = np.full((len(blocks), block_size), pad_id, dtype=np.int64)
+    lengths = np.empty(len(blocks), dtype=np.int64)
+    for i, body in enumerate(blocks):
+        row = [cls_id, *body, sep_id]
+        ids[i, : len(row)] = row
+        lengths[i] = len(row)
+    return ids, lengths
+
+
+class BlockDataset(Dataset):
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray, rows: np.ndarray | None = None):
+        self.ids, self.lengths = ids, lengths
+        self.rows = np.arange(len(ids)) if rows is None else rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        r = int(self.rows[i])
+        ids = torch.from_numpy(self.ids[r].astype(np.int64))
+        mask = (torch.arange(len(ids)) < int(self.lengths[r])).long()
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+class WordPieceDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        tokenizer: str,
+        corpus: str | None = "shakespeare",
+        path: str | None = None,
+        hf_name: str | None = None,
+        hf_config: str | None = None,
+        hf_split: str = "train",
+        hf_text_column: str = "text",
+        block_size: int = 256,
+        batch_size: int = 8,
+        val_fraction: float = 0.1,
+        num_val_blocks: int = 64,
+        num_workers: int = 0,
+        cache_dir: str = "~/.cache/wavelab",
+    ):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        if block_size < 4:
+            raise ConfigError(f"data.block_size={block_size} is invalid: must be >= 4")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction={val_fraction} is invalid: must be in (0, 1)")
+        self.tokenizer = None
+        self.blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _entry(self):
+        h = self.hparams
+        tok = self.tokenizer = self.tokenizer or load_tokenizer(h.tokenizer)
+        vocab = sorted(tok.get_vocab().items())
+        vocab_sha = hashlib.sha256(repr(vocab).encode()).hexdigest()[:12]
+
+        def build(text: str, train_text: str, val_text: str) -> tuple[dict, dict]:
+            arrays = {}
+            for split, part in (("train", train_text), ("val", val_text)):
+                paragraphs = [p for p in re.split(r"\n\s*\n", part) if p.strip()]
+                encoded = tok(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
+                ids, lengths = pack_paragraphs(
+                    encoded, h.block_size, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+                )
+                arrays[f"{split}_ids"], arrays[f"{split}_len"] = ids.ravel(), lengths
+            return arrays, {"vocab_size": len(vocab), "block_size": h.block_size}
+
+        key = f"wordpiece{vocab_sha}-T{h.block_size}-val{h.val_fraction}"
+        corpus = {k: h[k] for k in CORPUS_KEYS}
+        return cache.load_or_build(h.cache_dir, corpus, key, h.val_fraction, build)
+
+    def prepare_data(self) -> None:
+        self._entry()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.blocks:
+            return
+        entry, meta = self._entry()
+        T = self.hparams.block_size
+        for split in ("train", "val"):
+            ids = cache.open_array(entry, meta, f"{split}_ids").reshape(-1, T)
+            self.blocks[split] = (ids, cache.open_array(entry, meta, f"{split}_len"))
+        n_train, n_val = len(self.blocks["train"][0]), len(self.blocks["val"][0])
+        fill = self.blocks["train"][1].mean() / T
+        log.info(
+            "corpus: %d train / %d val blocks of %d tokens (%.0f%% real)",
+            n_train,
+            n_val,
+            T,
+            100 * fill,
+        )
+
+    def model_kwargs(self) -> dict:
+        return {}
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(BlockDataset(*self.blocks["train"]), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        ids, lengths = self.blocks["val"]
+        rows = fixed_starts(len(ids) + 1, 1, self.hparams.num_val_blocks)  # evenly spaced rows
+        return self._loader(BlockDataset(ids, lengths, rows), shuffle=False)
+
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=shuffle,
+        )
