@@ -52,34 +52,60 @@ def compose_config(
     return cfg
 
 
-@pytest.fixture
-def make_cfg(tmp_path, cache_dir, tiny_shakespeare):
-    """Builds a small, CPU-only training config on Tiny Shakespeare; extra overrides win."""
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A tiny random BERT with its WordPiece tokenizer, saved like a real encoder directory."""
+    from wavelab.models.encoder import save_tiny_encoder
 
-    def _make(*overrides: str, config_name: str = "config", run: str = "run") -> DictConfig:
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
+
+
+# Small, fast, CPU-only settings per model family; a test's own overrides come after and win.
+TRAINER_SMALL = [
+    "trainer.accelerator=cpu",
+    "trainer.max_steps=6",
+    "trainer.val_check_interval=3",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_model_summary=false",
+    "model.scheduler.warmup_steps=2",
+    "callbacks.progress_bar=null",
+]
+LM_SMALL = [
+    "data=tinyshakespeare_char",
+    "data.num_val_windows=48",
+    "data.block_size=32",
+    "data.batch_size=4",
+    "model.net.n_layer=2",
+    "model.net.n_embd=32",
+    "model.net.n_head=2",
+]
+WAVGPT_SMALL = [
+    "data.block_size=32",
+    "data.batch_size=4",
+    "data.num_val_blocks=8",
+    "model.refine_layers=1",
+    "model.refine_heads=2",
+]
+
+
+@pytest.fixture
+def make_cfg(tmp_path, cache_dir, tiny_shakespeare, request):
+    """Composes a small config on Tiny Shakespeare (``model=wavgpt`` uses the tiny encoder)."""
+
+    def _make(
+        *overrides: str, config_name: str = "config", run: str = "run", small: bool = True
+    ) -> DictConfig:
+        """``small=False`` keeps the model and data sizes of the config (e.g. of a preset)."""
         base = []
         if config_name != "sample":
             base += [f"paths.cache_dir={cache_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
         if config_name == "config":
-            base += [
-                "data=tinyshakespeare_char",
-                f"data.path={tiny_shakespeare}",
-                "data.num_val_windows=48",
-                "model.net.n_layer=2",
-                "model.net.n_embd=32",
-                "model.net.n_head=2",
-                "data.block_size=32",
-                "data.batch_size=4",
-                "trainer.accelerator=cpu",
-                "trainer.max_steps=6",
-                "trainer.val_check_interval=3",
-                "trainer.num_sanity_val_steps=0",
-                "trainer.enable_model_summary=false",
-                "model.scheduler.warmup_steps=2",
-                "callbacks.progress_bar=null",
-                "callbacks.samples.every_n_validations=1",
-                "callbacks.samples.max_new_tokens=20",
-            ]
+            base += [f"data.path={tiny_shakespeare}", *TRAINER_SMALL]
+            if small and "model=wavgpt" in overrides:
+                encoder = request.getfixturevalue("tiny_encoder_dir")
+                base += [f"model.encoder.name_or_path={encoder}", *WAVGPT_SMALL]
+            elif small:
+                base += LM_SMALL
         return compose_config(base + list(overrides), tmp_path / run, config_name)
 
     yield _make

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from wavelab.config import CONFIG_DIR, instantiate
+from wavelab.errors import ConfigError
 
 CONF = Path(CONFIG_DIR)
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -16,31 +17,45 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def build(cfg):
+    """The datamodule (set up) and the model, as wavelab.run builds them."""
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule, instantiate(cfg.model, **datamodule.model_kwargs())
+
+
 def test_the_experiment_folder_is_on_the_search_path():
-    assert "wavegpt_vs_gpt_shakespeare" in EXPERIMENTS
+    assert {"wavegpt_vs_gpt_shakespeare", "wavgpt_minilm_shakespeare"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_presets_compose_and_instantiate(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}")
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    cfg = make_cfg(f"experiment={experiment}", small=False)
+    datamodule, model = build(cfg)
     assert sum(p.numel() for p in model.parameters()) > 0
     trainer = instantiate(cfg.trainer, logger=False)
     assert trainer.max_steps == cfg.trainer.max_steps
-    for sweep_value in cfg.hydra.sweeper.get("params", {}).get("model", "").split(","):
-        if sweep_value:
-            swept = make_cfg(f"experiment={experiment}", f"model={sweep_value}", run=sweep_value)
+    for swept_model in (cfg.hydra.sweeper.get("params") or {}).get("model", "").split(","):
+        if swept_model:
+            swept = make_cfg(
+                f"experiment={experiment}", f"model={swept_model}", run=swept_model, small=False
+            )
             instantiate(swept.model, **datamodule.model_kwargs())
 
 
 @pytest.mark.parametrize("model", options("model"))
 def test_model_configs(make_cfg, model):
-    cfg = make_cfg(f"model={model}")
-    built = instantiate(cfg.model, tokenizer={"kind": "char", "chars": "abc"})
-    assert built.net.config.vocab_size == 3
+    _, module = build(make_cfg(f"model={model}"))
+    assert any(p.requires_grad for p in module.parameters())
+
+
+def test_hub_encoder_config_says_what_to_do_offline(make_cfg, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = make_cfg("model=wavgpt", "model/encoder=bert_base_uncased", small=False)
+    assert cfg.model.encoder.head == "mlm" and cfg.data.tokenizer == "bert-base-uncased"
+    with pytest.raises(ConfigError, match=r"model.encoder.name_or_path='bert-base-uncased' .*hub"):
+        instantiate(cfg.model)
 
 
 @pytest.mark.parametrize(
@@ -48,8 +63,6 @@ def test_model_configs(make_cfg, model):
     [(g, n) for g in ("data", "trainer", "logger", "callbacks", "debug") for n in options(g)],
 )
 def test_group_options_compose(make_cfg, group, name):
-    cfg = make_cfg(f"{group}={name}")
-    if group == "data":
-        instantiate(cfg.data)
-    if group == "trainer":
-        assert cfg.trainer._target_.endswith("Trainer")
+    model = "model=wavgpt" if name in ("shakespeare_wordpiece", "wavgpt") else "model=gpt"
+    cfg = make_cfg(model, f"{group}={name}")
+    assert cfg.trainer.max_steps > 0

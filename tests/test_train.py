@@ -26,7 +26,12 @@ def test_fast_dev_run(make_cfg, model):
 
 @pytest.mark.parametrize("mode", ["prev_block", "causal"])
 def test_short_run_writes_metrics_checkpoints_and_samples(make_cfg, mode):
-    cfg = make_cfg("model=wavegpt", f"model.net.wavenet.mode={mode}")
+    cfg = make_cfg(
+        "model=wavegpt",
+        f"model.net.wavenet.mode={mode}",
+        "callbacks.samples.every_n_validations=1",
+        "callbacks.samples.max_new_tokens=20",
+    )
     metrics = train(cfg)
     for key in ("val/loss", "val/ppl", "val/bpc", "val/acc", "val/loss_best"):
         assert math.isfinite(metrics[key]), key
