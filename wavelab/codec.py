@@ -47,6 +47,8 @@ MAGIC = b"WAVC"
 VERSION = 1
 _HEADER = struct.Struct("<4sBBBBHHHI")
 _CRC = struct.Struct("<I")
+# Bytes every code carries besides fingerprint, positions and values: header and checksum.
+OVERHEAD_BYTES = _HEADER.size + _CRC.size
 VALUE_DTYPES = ("fp16", "bf16", "fp32")
 VALUE_BITS = {"fp16": 16, "bf16": 16, "fp32": 32}
 _GAPS_FLAG = 0b100
