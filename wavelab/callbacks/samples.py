@@ -29,6 +29,7 @@ class TextSamples(L.Callback):
         self.top_k = top_k
         self.seed = seed
         self._validations = 0
+        self._rows: list[list] = []  # every sample so far: W&B tables are replaced, not appended
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -43,9 +44,8 @@ class TextSamples(L.Callback):
         path = self.dirpath / f"step_{trainer.global_step:07d}.txt"
         path.write_text(text)
         log.info("sample at step %d (%s):\n%s", trainer.global_step, path, text[:400])
+        self._rows.append([trainer.global_step, text])
         for logger in trainer.loggers:
             log_text = getattr(logger, "log_text", None)
-            if log_text is not None:  # W&B: a table of samples
-                log_text(
-                    key="samples", columns=["step", "text"], data=[[trainer.global_step, text]]
-                )
+            if log_text is not None:  # W&B: one table with a row per sample so far
+                log_text(key="samples", columns=["step", "text"], data=self._rows)

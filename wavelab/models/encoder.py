@@ -152,7 +152,9 @@ class FrozenEncoder(nn.Module):
                     f"model.encoder.head='mlm' but {_KEY}={name_or_path!r} has no masked-LM head "
                     f"(architectures={config.architectures}): use head='tied'"
                 )
-            loader = AutoModelForMaskedLM if has_mlm and head != "tied" else AutoModel
+            # Load the checkpoint as what it is (a MaskedLM has no pooler; loading it as a bare
+            # AutoModel would add a randomly initialised one and break the fingerprint).
+            loader = AutoModelForMaskedLM if has_mlm else AutoModel
             model = _from_pretrained(loader, name_or_path)
         mlm_head = _mlm_head(model)
         if head == "auto":

@@ -1,0 +1,70 @@
+"""``<run dir>/metrics.json``: a run's final and best validation metrics and its overrides.
+
+Sweep reports (``python -m wavelab.report``) read these files, so they need neither W&B nor the
+CSV logs. Rewritten after every validation, so a killed job still leaves its last numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import yaml
+from hydra.core.hydra_config import HydraConfig
+
+
+def job_overrides(run_dir: Path) -> list[str]:
+    """The job's command-line overrides: as Hydra saved them, else from the live Hydra config."""
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if saved.is_file():
+        return list(yaml.safe_load(saved.read_text()) or [])
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+class RunSummary(L.Callback):
+    def __init__(self, run_dir: str, monitor: str = "val/loss", mode: str = "min"):
+        if mode not in ("min", "max"):
+            raise ValueError(f"callbacks.summary.mode={mode!r} is invalid: min or max")
+        self.path = Path(run_dir) / "metrics.json"
+        self.monitor = monitor
+        self.mode = mode
+        self.best: dict[str, float] = {}  # every metric at the best `monitor` value so far
+        self.best_step: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        value = metrics.get(self.monitor)
+        better = min if self.mode == "min" else max
+        if value is not None and (
+            self.monitor not in self.best or better(value, self.best[self.monitor]) == value
+        ):
+            self.best, self.best_step = metrics, trainer.global_step
+        self.write(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write(trainer)
+
+    def write(self, trainer: L.Trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        summary = {
+            "global_step": trainer.global_step,
+            "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
+            "best": self.best,
+            "best_step": self.best_step,
+            "monitor": self.monitor,
+            "overrides": job_overrides(self.path.parent),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.replace(self.path)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_step": self.best_step}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best, self.best_step = state_dict["best"], state_dict["best_step"]

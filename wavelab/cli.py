@@ -1,0 +1,51 @@
+"""Tiny ``key=value`` command lines for tools that need no Hydra composition (codec, plots).
+
+The syntax matches Hydra's overrides (``ckpt_path=run/last.ckpt text="To be"``), so users type
+the same thing everywhere, without Hydra's start-up cost or run directories.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from wavelab.errors import ConfigError
+
+
+def parse_keys(
+    argv: Sequence[str], keys: dict[str, str], required: Sequence[str] = ()
+) -> dict[str, str]:
+    """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``; ``keys`` maps every known key to its
+    help. Raises ConfigError for unknown, repeated or missing keys and for bare words."""
+    out: dict[str, str] = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            raise ConfigError(f"expected key=value, got {arg!r}")
+        if key not in keys:
+            raise ConfigError(f"unknown key {key!r}: known keys are {', '.join(keys)}")
+        if key in out:
+            raise ConfigError(f"{key} is given twice")
+        out[key] = value
+    missing = [k for k in required if k not in out]
+    if missing:
+        raise ConfigError(f"missing {', '.join(f'{k}=...' for k in missing)}")
+    return out
+
+
+def usage(doc: str, keys: dict[str, str]) -> str:
+    width = max(map(len, keys)) + 2
+    return doc.strip() + "\n\nkeys:\n" + "\n".join(f"  {k:<{width}}{h}" for k, h in keys.items())
+
+
+def run_main(fn: Callable[[], None]) -> None:
+    """Runs an entry point; user errors print one line to stderr and exit 2, no traceback.
+
+    ValueError covers ConfigError and everything the codec raises for corrupt or mismatched
+    codes; OSError covers unreadable files.
+    """
+    try:
+        fn()
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
