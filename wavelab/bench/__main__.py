@@ -12,7 +12,10 @@ import importlib
 # subcommand -> (module under wavelab.bench, one-line help)
 BENCHMARKS = {
     "lm": ("lm", "GPT vs WaveGPT training speed, bare PyTorch loop vs wavelab's Lightning path"),
-    "wavgpt": ("wavgpt", "WavGPT training step: time per stage, filter/lifting share, tokens/s, memory"),
+    "wavgpt": (
+        "wavgpt",
+        "WavGPT training step: time per stage, filter/lifting share, tokens/s, memory",
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from wavelab.data.corpora import atomic_write_bytes, load_corpus, sha256_hex
 
 log = logging.getLogger(__name__)
 
+
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 

@@ -10,16 +10,15 @@ validation window peeks into training text and vice versa.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from wavelab.data import cache
 from wavelab.data.corpora import CORPUS_KEYS
+from wavelab.data.loading import ShardedDataModule
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict, train_tokenizer
 from wavelab.errors import ConfigError
 
@@ -59,32 +58,7 @@ def fixed_starts(n_tokens: int, block_size: int, n_windows: int) -> np.ndarray:
     return np.unique(np.linspace(0, last, n).round().astype(np.int64))
 
 
-class ResumableSampler(DistributedSampler):
-    """Seeded shuffled windows, sharded across ranks, that can start part-way into an epoch.
-
-    Lightning cannot restore a ``RandomSampler``'s position, so a resumed run would draw other
-    windows than the uninterrupted run did. This sampler is told how many of its samples the
-    interrupted run already consumed (``skip``) and leaves them out of the epoch it resumes.
-    Being a ``DistributedSampler``, Lightning does not replace it under DDP: every rank reads its
-    own ``rank::world_size`` slice of the same per-epoch permutation.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, skip: int = 0):
-        super().__init__(
-            dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
-        )
-        self.skip = skip
-
-    def __iter__(self):
-        indices = list(super().__iter__())[self.skip :]
-        self.skip = 0  # only the epoch being resumed starts late
-        return iter(indices)
-
-    # __len__ stays the full epoch: Lightning's restored batch counter already counts the skipped
-    # batches, so the epoch ends exactly where the uninterrupted one did.
-
-
-class LMDataModule(L.LightningDataModule):
+class LMDataModule(ShardedDataModule):
     """A text corpus as (x_prev, x, y) windows: random ones for training, fixed ones for val.
 
     The corpus is ``path`` if given, else the HF dataset ``hf_name``, else the named ``corpus``.
@@ -167,50 +141,11 @@ class LMDataModule(L.LightningDataModule):
         assert self.tokenizer is not None, "call setup() first"
         return {"tokenizer": self.tokenizer.to_dict()}
 
-    def _world(self) -> tuple[int, int]:
-        """(world size, global rank) of the attached trainer; (1, 0) when used on its own."""
-        trainer = self.trainer
-        return (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-
     def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        ds = WindowDataset(self.splits["train"], h.block_size)
-        world_size, rank = self._world()
-        skip = 0
-        if self.trainer is not None:  # resuming: skip what the interrupted run already read
-            batches_done = self.trainer.global_step * self.trainer.accumulate_grad_batches
-            per_epoch = (len(ds) // world_size) // h.batch_size
-            skip = (batches_done % per_epoch) * h.batch_size if per_epoch else 0
-        # The run's seed (seed_everything exports it), so the data order follows `seed`.
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        sampler = ResumableSampler(ds, world_size, rank, seed=seed, skip=skip)
-        return self._loader(ds, sampler=sampler, drop_last=True)
+        return self.train_loader(WindowDataset(self.splits["train"], self.hparams.block_size))
 
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
         starts = fixed_starts(len(self.splits["val"]), h.block_size, h.num_val_windows)
-        world_size, _ = self._world()
-        if len(starts) % world_size:
-            # DistributedSampler would pad the last ranks with repeated windows, which the
-            # synced means then count twice; drop the remainder instead, and say so.
-            keep = len(starts) - len(starts) % world_size
-            log.warning(
-                "%d validation windows do not split over %d processes: using the first %d "
-                "(set data.num_val_windows to a multiple of the world size)",
-                len(starts),
-                world_size,
-                keep,
-            )
-            starts = starts[:keep]
-        return self._loader(WindowDataset(self.splits["val"], h.block_size, starts))
-
-    def _loader(self, ds: Dataset, sampler=None, drop_last: bool = False) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.hparams.batch_size,
-            sampler=sampler,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=drop_last,
-        )
+        starts = self.shardable(starts, "data.num_val_windows")
+        return self.loader(WindowDataset(self.splits["val"], h.block_size, starts))

@@ -13,7 +13,6 @@ import hashlib
 import logging
 import re
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -21,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from wavelab.data import cache
 from wavelab.data.corpora import CORPUS_KEYS
 from wavelab.data.lm import fixed_starts
+from wavelab.data.loading import ShardedDataModule
 from wavelab.errors import ConfigError
 from wavelab.models.encoder import load_tokenizer
 
@@ -68,7 +68,7 @@ class BlockDataset(Dataset):
         return {"input_ids": ids, "attention_mask": mask}
 
 
-class WordPieceDataModule(L.LightningDataModule):
+class WordPieceDataModule(ShardedDataModule):
     def __init__(
         self,
         tokenizer: str,
@@ -140,20 +140,10 @@ class WordPieceDataModule(L.LightningDataModule):
         return {}
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(BlockDataset(*self.blocks["train"]), shuffle=True)
+        return self.train_loader(BlockDataset(*self.blocks["train"]))
 
     def val_dataloader(self) -> DataLoader:
         ids, lengths = self.blocks["val"]
         rows = fixed_starts(len(ids) + 1, 1, self.hparams.num_val_blocks)  # evenly spaced rows
-        return self._loader(BlockDataset(ids, lengths, rows), shuffle=False)
-
-    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            ds,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-            drop_last=shuffle,
-        )
+        rows = self.shardable(rows, "data.num_val_blocks")
+        return self.loader(BlockDataset(ids, lengths, rows))

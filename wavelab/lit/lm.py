@@ -54,7 +54,6 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         self._forward = torch.compile(self.net) if compile else self.net
 
         vocab = self.net.config.vocab_size
-        self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes=vocab, average="micro")
         self.val_loss_best = MinMetric()
@@ -73,7 +72,6 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         _, loss, _ = self._step(batch)
-        self.train_loss(loss.detach())
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True)
         return loss
 

@@ -152,17 +152,19 @@ def gated(h: torch.Tensor, dim: int) -> torch.Tensor:
 class WaveNetLayer(nn.Module):
     """Gated dilated causal convolution with residual and skip outputs (van den Oord et al. 2016)."""
 
-    def __init__(self, channels: int, dilation: int):
+    def __init__(self, channels: int, dilation: int, last: bool = False):
         super().__init__()
         self.dilation = dilation
         self.dilated = nn.Conv1d(channels, 2 * channels, kernel_size=2, dilation=dilation)
-        self.residual = nn.Conv1d(channels, channels, kernel_size=1)
+        # The last layer feeds only the skip sum; a residual projection there would never get a
+        # gradient (and DDP rejects parameters that get none).
+        self.residual = None if last else nn.Conv1d(channels, channels, kernel_size=1)
         self.skip = nn.Conv1d(channels, channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, C, T). Left padding by the dilation keeps output t a function of inputs <= t.
         z = gated(self.dilated(F.pad(x, (self.dilation, 0))), dim=1)
-        return x + self.residual(z), self.skip(z)
+        return x if self.residual is None else x + self.residual(z), self.skip(z)
 
     def forward_strided(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """forward() at every other position of a sequence sampled ``dilation`` apart.
@@ -177,7 +179,9 @@ class WaveNetLayer(nn.Module):
         # Conv1d weight (2C, C, 2) -> (2C, 2C) acting on [x(s - d), x(s)] concatenated.
         weight = self.dilated.weight.transpose(1, 2).reshape(2 * C, 2 * C)
         z = gated(F.linear(x.reshape(B, n // 2, 2 * C), weight, self.dilated.bias), dim=-1)
-        return x[:, 1::2] + pointwise(self.residual, z), pointwise(self.skip, z[:, -1:])
+        x = x[:, 1::2]
+        x = x if self.residual is None else x + pointwise(self.residual, z)
+        return x, pointwise(self.skip, z[:, -1:])
 
 
 class WaveNetBranch(nn.Module):
@@ -187,7 +191,8 @@ class WaveNetBranch(nn.Module):
         super().__init__()
         ch = config.channels
         self.inp = nn.Conv1d(n_embd, ch, kernel_size=1)
-        self.layers = nn.ModuleList(WaveNetLayer(ch, 2**i) for i in range(config.n_layers))
+        n = config.n_layers
+        self.layers = nn.ModuleList(WaveNetLayer(ch, 2**i, last=i == n - 1) for i in range(n))
         self.out = nn.Sequential(
             nn.ReLU(), nn.Conv1d(ch, ch, kernel_size=1), nn.ReLU(), nn.Conv1d(ch, n_embd, 1)
         )
