@@ -23,7 +23,6 @@ disturbed one (the load averages printed before and after say how busy the machi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import statistics
@@ -39,6 +38,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from wavelab.bench import publish
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.data.lm import LMDataModule
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
@@ -282,7 +282,4 @@ def main(args: argparse.Namespace) -> None:
         overrides=tuple(args.overrides),
     )
     result = run(settings)
-    print(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    publish(result, format_table(result), args.json)

@@ -27,7 +27,6 @@ milliseconds, about 100x their cost, and their share then measures the contentio
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -43,6 +42,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from wavelab.bench import publish
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.lit.wavgpt import WavGPTModule
 from wavelab.models.wavgpt import distillation_loss
@@ -276,7 +276,4 @@ def main(args: argparse.Namespace) -> None:
         overrides=tuple(args.overrides),
     )
     result = run(settings)
-    print(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    publish(result, format_table(result), args.json)
