@@ -12,3 +12,9 @@ def publish(result: dict, table: str, json_path: Path | None) -> None:
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {json_path}")
+
+
+def load_line(env: dict) -> str:
+    """The machine's load averages around a benchmark: other processes only ever add time."""
+    fmt = lambda xs: " ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+    return f"load average (1/5/15 min): before {fmt(env['loadavg_before'])}, after {fmt(env['loadavg_after'])}"

@@ -38,7 +38,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from wavelab.bench import publish
+from wavelab.bench import load_line, publish
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.data.lm import LMDataModule
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
@@ -228,10 +228,7 @@ def format_table(result: dict) -> str:
         f"torch {e['torch']}, lightning {e['lightning']}, {e['threads']} threads on "
         f"{e['cpu_count']} CPUs; {s['repeats']} repeats of {s['steps']} steps "
         f"after {s['warmup']} warmup steps",
-        "load average (1/5/15 min): before "
-        + " ".join(f"{x:.2f}" for x in e["loadavg_before"])
-        + ", after "
-        + " ".join(f"{x:.2f}" for x in e["loadavg_after"]),
+        load_line(e),
         "",
         f"{'model':<26}{'path':<11}{'ms/step':>9}{'(min)':>8}{'tokens/s':>10}"
         f"{'vs bare':>9}{'vs gpt':>9}",

@@ -42,7 +42,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from wavelab.bench import publish
+from wavelab.bench import load_line, publish
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.lit.wavgpt import WavGPTModule
 from wavelab.models.wavgpt import distillation_loss
@@ -234,10 +234,7 @@ def format_table(result: dict) -> str:
         f"refine={c['refine']} ({c['refine_layers']} layers), corpus {c['corpus']}",
         f"{e['device']}, torch {e['torch']}, {e['threads']} threads on {e['cpu_count']} CPUs; "
         f"median of {s['steps']} steps after {s['warmup']} warmup",
-        "load average (1/5/15 min): before "
-        + " ".join(f"{x:.2f}" for x in e["loadavg_before"])
-        + ", after "
-        + " ".join(f"{x:.2f}" for x in e["loadavg_after"]),
+        load_line(e),
         "",
         f"{'section':<22}{'ms':>10}{'share':>9}",
     ]

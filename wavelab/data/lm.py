@@ -83,8 +83,7 @@ class LMDataModule(ShardedDataModule):
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"data.val_fraction={val_fraction} is invalid: must be in (0, 1)")
+        self.check_val_fraction(val_fraction)
         for key in ("block_size", "batch_size", "num_val_windows"):
             if int(getattr(self.hparams, key)) < 1:
                 raise ConfigError(

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from wavelab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +46,11 @@ class ShardedDataModule(L.LightningDataModule):
     ``train_loader`` shuffles with the run's seed, shards over ranks and resumes mid-epoch;
     ``shardable`` trims fixed validation sets so that no rank repeats an item.
     """
+
+    @staticmethod
+    def check_val_fraction(val_fraction: float) -> None:
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction={val_fraction} is invalid: must be in (0, 1)")
 
     def _world(self) -> tuple[int, int]:
         """(world size, global rank) of the attached trainer; (1, 0) when used on its own."""

@@ -89,8 +89,7 @@ class WordPieceDataModule(ShardedDataModule):
         self.save_hyperparameters(logger=False)
         if block_size < 4:
             raise ConfigError(f"data.block_size={block_size} is invalid: must be >= 4")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"data.val_fraction={val_fraction} is invalid: must be in (0, 1)")
+        self.check_val_fraction(val_fraction)
         self.tokenizer = None
         self.blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
