@@ -80,19 +80,28 @@ def test_wavegpt_with_zero_gate_equals_gpt(mode):
     torch.testing.assert_close(wave(x, prev_idx=prev)[0], gpt(x)[0], rtol=0, atol=0)
 
 
-def test_fresh_wavegpt_starts_as_the_gpt():
-    torch.manual_seed(0)
-    model = GPT(
-        GPTConfig(
-            block_size=T,
-            vocab_size=V,
-            n_layer=1,
-            n_head=2,
-            n_embd=16,
-            wavenet=WaveNetConfig(mode="causal"),
+@pytest.mark.parametrize("mode", ["prev_block", "causal"])
+def test_fresh_wavegpt_from_the_gpts_seed_is_the_gpt(mode):
+    # Like for like: the same seed gives the same trunk, and the zero gate hides the branch.
+    def build(wavenet: WaveNetConfig | None) -> GPT:
+        torch.manual_seed(0)
+        return GPT(
+            GPTConfig(block_size=T, vocab_size=V, n_layer=2, n_head=2, n_embd=16, wavenet=wavenet)
         )
-    )
-    assert torch.count_nonzero(model.wavenet_gate) == 0
+
+    gpt, wave = build(None), build(WaveNetConfig(mode=mode))
+    assert torch.count_nonzero(wave.wavenet_gate) == 0
+    for name, p in gpt.state_dict().items():
+        torch.testing.assert_close(wave.state_dict()[name], p, rtol=0, atol=0)
+    x, prev = tokens(1), tokens(2)
+    torch.testing.assert_close(wave(x, prev_idx=prev)[0], gpt(x)[0], rtol=0, atol=0)
+    # ...but the branch itself is alive: its output is not crushed by GPT-2's small init, so
+    # the gate gets a useful gradient from the first step.
+    branch = wave._branch(wave.transformer.wte(x), prev)
+    assert branch.std().item() > 1e-2
+    _, loss = wave(x, x, prev_idx=prev)
+    loss.backward()
+    assert wave.wavenet_gate.grad.abs().max().item() > 1e-4
 
 
 def test_receptive_field_covers_the_block():
@@ -136,6 +145,7 @@ def test_weight_tying_and_gpt2_init():
         ({"n_embd": 30, "n_head": 4}, r"n_embd=30 .*divisible by .*n_head=4"),
         ({"wavenet": {"mode": "sideways"}}, r"mode='sideways' is invalid: allowed are prev_block"),
         ({"dropout": 1.5}, r"dropout=1.5 is invalid"),
+        ({"wavenet": {"channels": 0}}, r"wavenet.channels=0 is invalid: must be a positive"),
     ],
 )
 def test_bad_configs_name_the_key(kwargs, match):

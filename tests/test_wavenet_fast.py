@@ -1,4 +1,5 @@
-"""WaveNetBranch.forward_last must equal the last position of the full forward, exactly."""
+"""The WaveNet branch: its layers are true dilated causal convolutions, and forward_last must
+equal the last position of the full forward, exactly."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from wavelab.models.gpt import GPT, GPTConfig, WaveNetBranch, WaveNetConfig
+from wavelab.models.gpt import GPT, GPTConfig, WaveNetBranch, WaveNetConfig, WaveNetLayer
 
 C = 16
 
@@ -22,6 +24,29 @@ def branch(n_layers: int, dtype: torch.dtype = torch.float64, scale: float | Non
             for p in net.parameters():
                 p.normal_(0.0, scale)
     return net
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 8])
+def test_layer_is_a_gated_dilated_causal_conv1d(dilation):
+    # The reference is torch's own Conv1d arithmetic (kernel 2, left padding by the dilation),
+    # with the layer's taps [x(t - d), x(t)] as the kernel's two positions.
+    torch.manual_seed(0)
+    ch, T = 6, 20
+    layer = WaveNetLayer(ch, dilation).double()
+    x = torch.randn(2, T, ch, dtype=torch.float64)
+    kernel = layer.dilated.weight.reshape(2 * ch, 2, ch).transpose(1, 2)  # (out, in, tap)
+    h = F.conv1d(
+        F.pad(x.transpose(1, 2), (dilation, 0)), kernel, layer.dilated.bias, dilation=dilation
+    ).transpose(1, 2)
+    z_ref = torch.tanh(h[..., :ch]) * torch.sigmoid(h[..., ch:])
+    x_next, z = layer(x)
+    torch.testing.assert_close(z, z_ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(x_next, x + layer.residual(z_ref), atol=1e-12, rtol=0)
+    # Causal: position t depends on inputs <= t only.
+    x2 = x.clone()
+    x2[:, 12:] += 1.0
+    torch.testing.assert_close(layer(x2)[1][:, :12], z[:, :12], atol=0, rtol=0)
+    assert not torch.allclose(layer(x2)[1][:, 12:], z[:, 12:])
 
 
 # T equal to, shorter than (padding), longer than (cropping) the receptive field 2^n_layers.

@@ -35,7 +35,9 @@ WAVENET_MODES = ("prev_block", "causal", "block")
 class WaveNetConfig:
     mode: str = "prev_block"
     n_layers: int | None = None  # None: log2(block_size), so the receptive field is one block
-    channels: int | None = None  # residual/skip channels; None: n_embd
+    # Residual/skip channels; None: n_embd // 2. Half width keeps the branch's cost (its
+    # small matmuls and optimizer state) near a tenth of the GPT's step at nanoGPT's CPU size.
+    channels: int | None = None
     allow_future_leak: bool = False
 
     def receptive_field(self) -> int:
@@ -91,7 +93,12 @@ class GPTConfig:
         if wn.n_layers < 1:
             raise ValueError(f"model.net.wavenet.n_layers={wn.n_layers} is invalid: must be >= 1")
         if wn.channels is None:
-            wn.channels = self.n_embd
+            wn.channels = max(1, self.n_embd // 2)
+        if not isinstance(wn.channels, int) or wn.channels < 1:
+            raise ValueError(
+                f"model.net.wavenet.channels={wn.channels!r} is invalid: must be a positive "
+                "integer (or null for n_embd // 2)"
+            )
 
 
 class CausalSelfAttention(nn.Module):
@@ -139,49 +146,47 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-def pointwise(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-    """A kernel-1 Conv1d applied to channels-last x (..., C): the same sums, as one matmul."""
-    return F.linear(x, conv.weight.squeeze(-1), conv.bias)
-
-
-def gated(h: torch.Tensor, dim: int) -> torch.Tensor:
-    filt, gate = h.chunk(2, dim=dim)
+def gated(h: torch.Tensor) -> torch.Tensor:
+    filt, gate = h.chunk(2, dim=-1)
     return torch.tanh(filt) * torch.sigmoid(gate)
 
 
 class WaveNetLayer(nn.Module):
-    """Gated dilated causal convolution with residual and skip outputs (van den Oord et al. 2016)."""
+    """Gated dilated causal convolution with a residual output (van den Oord et al. 2016).
+
+    Channels last, so every convolution is one matmul, much faster on CPU than ``nn.Conv1d``
+    at these sizes: the kernel-2 convolution with dilation d is a Linear over its two taps
+    ``[x(t - d), x(t)]`` concatenated. The layer returns its gated activation z too; the
+    branch projects all layers' z to the skip sum at once.
+    """
 
     def __init__(self, channels: int, dilation: int, last: bool = False):
         super().__init__()
         self.dilation = dilation
-        self.dilated = nn.Conv1d(channels, 2 * channels, kernel_size=2, dilation=dilation)
+        self.dilated = nn.Linear(2 * channels, 2 * channels)  # taps -> filter and gate
         # The last layer feeds only the skip sum; a residual projection there would never get a
         # gradient (and DDP rejects parameters that get none).
-        self.residual = None if last else nn.Conv1d(channels, channels, kernel_size=1)
-        self.skip = nn.Conv1d(channels, channels, kernel_size=1)
+        self.residual = None if last else nn.Linear(channels, channels)
+
+    def _residual(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return x if self.residual is None else x + self.residual(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x: (B, C, T). Left padding by the dilation keeps output t a function of inputs <= t.
-        z = gated(self.dilated(F.pad(x, (self.dilation, 0))), dim=1)
-        return x if self.residual is None else x + self.residual(z), self.skip(z)
+        # x: (B, T, C). Zeros before the start keep output t a function of inputs <= t.
+        past = F.pad(x, (0, 0, self.dilation, 0))[:, : x.size(1)]
+        z = gated(self.dilated(torch.cat((past, x), dim=-1)))
+        return self._residual(x, z), z
 
     def forward_strided(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """forward() at every other position of a sequence sampled ``dilation`` apart.
 
-        x: (B, n, C), channels last, n even, holds positions t - (n-1)d, ..., t - d, t. The
-        taps of position s are s - d and s, neighbours here, so pairing neighbours gives the
-        inputs of positions t - (n-2)d, ..., t: 2d apart, what the next layer (dilation 2d)
-        reads. The skip output is only at t. Channels last turns every convolution into one
-        matmul, which is much faster on CPU than Conv1d at these sizes.
+        x: (B, n, C), n even, holds positions t - (n-1)d, ..., t - d, t. The taps of position
+        s are s - d and s, neighbours here, so pairing neighbours gives the inputs of positions
+        t - (n-2)d, ..., t: 2d apart, what the next layer (dilation 2d) reads.
         """
         B, n, C = x.shape
-        # Conv1d weight (2C, C, 2) -> (2C, 2C) acting on [x(s - d), x(s)] concatenated.
-        weight = self.dilated.weight.transpose(1, 2).reshape(2 * C, 2 * C)
-        z = gated(F.linear(x.reshape(B, n // 2, 2 * C), weight, self.dilated.bias), dim=-1)
-        x = x[:, 1::2]
-        x = x if self.residual is None else x + pointwise(self.residual, z)
-        return x, pointwise(self.skip, z[:, -1:])
+        z = gated(self.dilated(x.reshape(B, n // 2, 2 * C)))
+        return self._residual(x[:, 1::2], z), z
 
 
 class WaveNetBranch(nn.Module):
@@ -189,21 +194,21 @@ class WaveNetBranch(nn.Module):
 
     def __init__(self, n_embd: int, config: WaveNetConfig):
         super().__init__()
-        ch = config.channels
-        self.inp = nn.Conv1d(n_embd, ch, kernel_size=1)
-        n = config.n_layers
+        ch, n = config.channels, config.n_layers
+        self.inp = nn.Linear(n_embd, ch)
         self.layers = nn.ModuleList(WaveNetLayer(ch, 2**i, last=i == n - 1) for i in range(n))
-        self.out = nn.Sequential(
-            nn.ReLU(), nn.Conv1d(ch, ch, kernel_size=1), nn.ReLU(), nn.Conv1d(ch, n_embd, 1)
-        )
+        # WaveNet sums one 1x1 skip projection per layer: the same as one projection of all
+        # layers' gated activations concatenated (with the biases summed into one).
+        self.skip = nn.Linear(n * ch, ch)
+        self.out = nn.Sequential(nn.ReLU(), nn.Linear(ch, ch), nn.ReLU(), nn.Linear(ch, n_embd))
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        x = self.inp(emb.transpose(1, 2))
-        skips = 0
+        x = self.inp(emb)
+        activations = []
         for layer in self.layers:
-            x, s = layer(x)
-            skips = skips + s
-        return self.out(skips).transpose(1, 2)
+            x, z = layer(x)
+            activations.append(z)
+        return self.out(self.skip(torch.cat(activations, dim=-1)))
 
     def forward_last(self, emb: torch.Tensor) -> torch.Tensor:
         """``forward(emb)[:, -1:]`` (B, 1, n_embd), computing only what the last position reads.
@@ -214,18 +219,19 @@ class WaveNetBranch(nn.Module):
         """
         T = emb.size(1)
         field = 2 ** len(self.layers)  # the receptive field: older tokens cannot matter
-        x = pointwise(self.inp, emb[:, -field:])  # (B, <= field, C), channels last
+        x = self.inp(emb[:, -field:])  # (B, <= field, C)
         # Positions before the sequence are zeros in every layer's input, as forward()'s
         # padding makes them; the layers' outputs there are not, so they are re-zeroed.
-        x = F.pad(x, (0, 0, field - x.size(1), 0))
-        skips = 0
+        if x.size(1) < field:
+            x = F.pad(x, (0, 0, field - x.size(1), 0))
+        activations = []
         for i, layer in enumerate(self.layers):
-            x, s = layer.forward_strided(x)
+            x, z = layer.forward_strided(x)
             n_before = x.size(1) - ((T - 1) >> (i + 1)) - 1  # entries at positions < 0
             if n_before > 0:
                 x = F.pad(x[:, n_before:], (0, 0, n_before, 0))
-            skips = skips + s
-        return self.out(skips.transpose(1, 2)).transpose(1, 2)
+            activations.append(z[:, -1:])
+        return self.out(self.skip(torch.cat(activations, dim=-1)))
 
 
 class GPT(nn.Module):
@@ -243,15 +249,19 @@ class GPT(nn.Module):
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
-        if config.wavenet is not None:
-            self.wavenet = WaveNetBranch(config.n_embd, config.wavenet)
-            # Per-channel gate at zero: WaveGPT starts as exactly the GPT.
-            self.wavenet_gate = nn.Parameter(torch.zeros(config.n_embd))
         self.apply(self._init_weights)
         # GPT-2: scale residual projections by 1/sqrt(2 * n_layer).
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+        if config.wavenet is not None:
+            # Built after the GPT's init, so the trunk gets the same weights as the GPT from the
+            # same seed, and the branch keeps torch's fan-in scaled init: GPT-2's std 0.02 in
+            # all of its stacked projections would shrink its output about a millionfold, and
+            # behind a zero gate it could then hardly start to learn.
+            self.wavenet = WaveNetBranch(config.n_embd, config.wavenet)
+            # Per-channel gate at zero: WaveGPT starts as exactly the GPT.
+            self.wavenet_gate = nn.Parameter(torch.zeros(config.n_embd))
         if config.wavenet is not None and config.wavenet.mode == "block":
             warnings.warn(
                 "WaveGPT mode='block' leaks future tokens into earlier positions: its losses are "
