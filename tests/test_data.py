@@ -30,6 +30,12 @@ def test_fixed_val_windows_are_deterministic_and_in_range():
     a, b = fixed_starts(1000, 32, 20), fixed_starts(1000, 32, 20)
     assert np.array_equal(a, b) and len(a) == 20
     assert a.min() == 0 and a.max() == 1000 - 32 - 1
+    # None tiles the split: every target token scored once, in order.
+    tiled = fixed_starts(1000, 32, None)
+    ds = WindowDataset(np.arange(1000, dtype=np.uint16), 32, tiled)
+    targets = np.concatenate([ds[i][2].numpy() for i in range(len(ds))])
+    assert np.array_equal(targets, np.arange(1, len(targets) + 1))
+    assert 1000 - 32 < len(targets) + 1 <= 1000
 
 
 def test_char_tokenizer_round_trips():
@@ -124,3 +130,15 @@ def test_bad_data_configs(tmp_path, kwargs, match, tiny_shakespeare):
 def test_val_fraction_is_checked():
     with pytest.raises(ConfigError, match=r"data.val_fraction=1.0 is invalid"):
         LMDataModule(val_fraction=1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"block_size": 0}, r"data.block_size=0 is invalid: must be >= 1"),
+        ({"num_val_windows": 0}, r"data.num_val_windows=0 is invalid: .* or null for the whole"),
+    ],
+)
+def test_window_counts_are_checked(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        LMDataModule(**kwargs)

@@ -51,9 +51,13 @@ class WindowDataset(Dataset):
         return x_prev, chunk[:-1], chunk[1:]
 
 
-def fixed_starts(n_tokens: int, block_size: int, n_windows: int) -> np.ndarray:
-    """Evenly spaced, deterministic window starts covering the split."""
+def fixed_starts(n_tokens: int, block_size: int, n_windows: int | None) -> np.ndarray:
+    """Deterministic window starts: ``n_windows`` evenly spaced over the split, or, for None,
+    back-to-back windows that score every token of the split once (up to a tail shorter than
+    a window): the exact split loss rather than an estimate of it."""
     last = n_tokens - block_size - 1
+    if n_windows is None:
+        return np.arange(0, last + 1, block_size, dtype=np.int64)
     n = min(n_windows, last + 1)
     return np.unique(np.linspace(0, last, n).round().astype(np.int64))
 
@@ -77,18 +81,23 @@ class LMDataModule(ShardedDataModule):
         block_size: int = 64,
         batch_size: int = 12,
         val_fraction: float = 0.1,
-        num_val_windows: int = 512,
+        num_val_windows: int | None = 512,
         num_workers: int = 0,
         cache_dir: str = "~/.cache/wavelab",
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.check_val_fraction(val_fraction)
-        for key in ("block_size", "batch_size", "num_val_windows"):
+        for key in ("block_size", "batch_size"):
             if int(getattr(self.hparams, key)) < 1:
                 raise ConfigError(
                     f"data.{key}={getattr(self.hparams, key)} is invalid: must be >= 1"
                 )
+        if num_val_windows is not None and int(num_val_windows) < 1:
+            raise ConfigError(
+                f"data.num_val_windows={num_val_windows} is invalid: must be >= 1, or null for "
+                "the whole validation split"
+            )
         self.tokenizer: TextTokenizer | None = None
         self.splits: dict[str, np.ndarray] = {}
 
