@@ -6,6 +6,10 @@ Reads every job under the sweep dir from the files the runs wrote (no W&B needed
 one panel per metric against the swept parameter ``--x`` (by default the first override whose
 value differs between jobs); any other differing override splits the jobs into one line each.
 ``--baseline`` draws a metric as a horizontal reference, e.g. an upper bound.
+
+Jobs that differ only in ``--repeats`` (default ``seed``) are repeats of one setting: the report
+adds their mean, sample standard deviation and count per setting (``summary.csv`` and a second
+table in ``report.md``), and the plot draws the mean with ±1 std error bars over the single runs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import csv
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,16 +82,43 @@ def fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_tables(jobs, columns, rows, out_dir: Path) -> tuple[Path, Path]:
-    csv_path, md_path = out_dir / "report.csv", out_dir / "report.md"
-    with csv_path.open("w", newline="") as f:
+def write_csv(path: Path, columns: list[str], rows: list[list]) -> Path:
+    with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows(rows)
+    return path
+
+
+def markdown_table(columns: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    md_path.write_text("\n".join(lines) + "\n")
-    return md_path, csv_path
+    return lines + ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN where none are given."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group_repeats(jobs: list[Job], keys: list[str]) -> dict[tuple, list[Job]]:
+    """Jobs grouped by their values of ``keys`` (the setting), in first-seen order."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(job.overrides.get(k) for k in keys), []).append(job)
+    return groups
+
+
+def summary_rows(groups: dict[tuple, list[Job]], metrics: list[str], which: str) -> list[list]:
+    rows = []
+    for setting, members in groups.items():
+        row = [*setting, len(members)]
+        for m in metrics:
+            values = [v for j in members if (v := j.metrics[which].get(m)) is not None]
+            row += mean_std(values)
+        rows.append(row)
+    return rows
 
 
 def plot(jobs, x_key, series_keys, metrics, baseline, baseline_on, which, out_path: Path) -> Path:
@@ -109,9 +141,27 @@ def plot(jobs, x_key, series_keys, metrics, baseline, baseline_on, which, out_pa
         series.setdefault(label, []).append((x, job))
     for ax, metric in zip(axes[0], metrics):
         for label, points in series.items():
-            points.sort(key=lambda p: p[0])
-            values = [p[1].metrics[which].get(metric, math.nan) for p in points]
-            ax.plot([p[0] for p in points], values, marker="o", label=label or None)
+            by_x: dict = {}  # repeats of one setting share an x
+            for x, job in sorted(points, key=lambda p: p[0]):
+                by_x.setdefault(x, []).append(job.metrics[which].get(metric, math.nan))
+            stats = [mean_std([v for v in vs if not math.isnan(v)]) for vs in by_x.values()]
+            line = ax.errorbar(
+                list(by_x),
+                [m for m, _ in stats],
+                yerr=[sd for _, sd in stats] if any(len(vs) > 1 for vs in by_x.values()) else None,
+                marker="o",
+                linestyle="-" if numeric else "none",  # no line between unordered categories
+                capsize=3,
+                label=label or None,
+            )
+            if any(len(vs) > 1 for vs in by_x.values()):  # the single runs behind each mean
+                ax.scatter(
+                    [x for x, vs in by_x.items() for _ in vs],
+                    [v for vs in by_x.values() for v in vs],
+                    s=10,
+                    alpha=0.4,
+                    color=line[0].get_color(),
+                )
         if baseline and (not baseline_on or metric in baseline_on):
             values = [v for j in jobs if (v := j.metrics[which].get(baseline)) is not None]
             if values:
@@ -120,7 +170,7 @@ def plot(jobs, x_key, series_keys, metrics, baseline, baseline_on, which, out_pa
         if log_x:
             ax.set_xscale("log")
         if not numeric:
-            ax.set_xticks(range(len(ticks)), ticks)
+            ax.set_xticks(range(len(ticks)), ticks, rotation=20, ha="right")
         ax.set_xlabel(x_key)
         ax.set_title(f"{metric} ({which})")
         ax.grid(alpha=0.3)
@@ -140,6 +190,7 @@ def report(
     baseline_on: list[str] | None = None,
     which: str = "final",
     out_dir: str | Path | None = None,
+    repeats: str | None = "seed",
 ) -> dict[str, Path]:
     sweep_dir = Path(sweep_dir)
     jobs = load_jobs(sweep_dir)
@@ -148,29 +199,46 @@ def report(
             f"no finished jobs (.hydra/overrides.yaml + metrics.json) under {sweep_dir}"
         )
     varying = varying_keys(jobs)
-    x = x or (varying[0] if varying else None)
+    settings = [k for k in varying if k != repeats]
+    if repeats not in varying or (not settings and x in (None, repeats)):
+        repeats = None  # no repeats, or nothing but them: every job is its own setting
+        settings = varying
+    x = x or (settings[0] if settings else None)
     if x is None:
         raise SystemExit("the jobs share all their overrides: say which key to plot with --x")
     if metrics is None:  # every validation metric the jobs logged
         metrics = sorted({k for j in jobs for k in j.metrics[which] if k.startswith("val/")})
     metrics = [m for m in metrics if m != baseline]
-    series_keys = [k for k in varying if k != x]
+    series_keys = [k for k in settings if k != x]
+    job_keys = [*series_keys, *([repeats] if repeats else [])]
+    shown = [*metrics, *([baseline] if baseline else [])]
 
     out_dir = Path(out_dir or sweep_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["job", x, *series_keys, *metrics, *([baseline] if baseline else [])]
+    columns = ["job", x, *job_keys, *shown]
     rows = [
         [
             j.dir.relative_to(sweep_dir).as_posix(),
             j.param(x),
-            *(j.overrides.get(k) for k in series_keys),
-            *(j.metrics[which].get(m) for m in [*metrics, *([baseline] if baseline else [])]),
+            *(j.overrides.get(k) for k in job_keys),
+            *(j.metrics[which].get(m) for m in shown),
         ]
         for j in jobs
     ]
-    md, table = write_tables(jobs, columns, rows, out_dir)
-    png = plot(jobs, x, series_keys, metrics, baseline, baseline_on, which, out_dir / "report.png")
-    return {"markdown": md, "csv": table, "plot": png}
+    paths = {"csv": write_csv(out_dir / "report.csv", columns, rows)}
+    lines = markdown_table(columns, rows)
+    if repeats:
+        groups = group_repeats(jobs, [x, *series_keys])
+        columns = [x, *series_keys, "n", *(f"{m} {s}" for m in shown for s in ("mean", "std"))]
+        rows = summary_rows(groups, shown, which)
+        paths["summary"] = write_csv(out_dir / "summary.csv", columns, rows)
+        lines += ["", f"Mean and sample std over {repeats}:", "", *markdown_table(columns, rows)]
+    paths["markdown"] = out_dir / "report.md"
+    paths["markdown"].write_text("\n".join(lines) + "\n")
+    paths["plot"] = plot(
+        jobs, x, series_keys, metrics, baseline, baseline_on, which, out_dir / "report.png"
+    )
+    return paths
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,9 +257,22 @@ def main(argv: list[str] | None = None) -> None:
         help="final: the last validation; best: the validation with the best monitored metric",
     )
     parser.add_argument("--out", help="where to write report.{md,csv,png} (default: sweep dir)")
+    parser.add_argument(
+        "--repeats",
+        default="seed",
+        help="the key whose values are repeats of one setting, summarised as mean and std "
+        "(default: seed; 'none' lists every job as its own setting)",
+    )
     args = parser.parse_args(argv)
     paths = report(
-        args.sweep_dir, args.x, args.metrics, args.baseline, args.baseline_on, args.which, args.out
+        args.sweep_dir,
+        args.x,
+        args.metrics,
+        args.baseline,
+        args.baseline_on,
+        args.which,
+        args.out,
+        repeats=None if args.repeats == "none" else args.repeats,
     )
     print(paths["markdown"].read_text())
     print("\n".join(f"wrote {p}" for p in paths.values()))

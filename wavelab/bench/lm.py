@@ -105,26 +105,32 @@ def compose_model(model: str, settings: Settings, output_dir: str) -> DictConfig
         return compose(config_name="config", overrides=overrides + list(settings.overrides))
 
 
-def train_bare(cfg: DictConfig, data: LMDataModule, timer: WindowTimer) -> None:
+def train_bare(cfg: DictConfig, data: LMDataModule, timer: WindowTimer) -> GPT:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     net = GPT(GPTConfig(**{**plain(cfg.model.net), "vocab_size": data.vocab_size}))
     opt_cfg = plain(cfg.model.optimizer)
     optimizer = build_optimizer(opt_cfg, net.optimizer_groups(float(opt_cfg["weight_decay"])))
     scheduler = build_scheduler(optimizer, plain(cfg.model.scheduler))["scheduler"]
+    # Lightning clips in the optimizer's parameter order; the same order sums the same norm.
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     uses_prev = net.mode == "prev_block"
     net.train()
+    # A Lightning fit leaves its trainer on the datamodule, whose loader would then resume at
+    # that trainer's step instead of starting the epoch from the top.
+    data.trainer = None
     for step, (x_prev, x, y) in zip(range(timer.last + 1), data.train_dataloader()):
         timer.start(step)
         _, loss = net(x, y, prev_idx=x_prev if uses_prev else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.trainer.gradient_clip_val)
+        torch.nn.utils.clip_grad_norm_(params, cfg.trainer.gradient_clip_val)
         optimizer.step()
         scheduler.step()
         timer.stop(step)
+    return net
 
 
-def train_lightning(cfg: DictConfig, data: LMDataModule, timer: WindowTimer) -> None:
+def train_lightning(cfg: DictConfig, data: LMDataModule, timer: WindowTimer) -> GPT:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = instantiate(cfg.model, **data.model_kwargs())
     trainer = instantiate(
@@ -139,6 +145,7 @@ def train_lightning(cfg: DictConfig, data: LMDataModule, timer: WindowTimer) -> 
         num_sanity_val_steps=0,
     )
     trainer.fit(model, datamodule=data)
+    return model.net
 
 
 TRAIN = {"bare": train_bare, "lightning": train_lightning}
