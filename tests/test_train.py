@@ -44,6 +44,16 @@ def test_short_run_writes_metrics_checkpoints_and_samples(make_cfg, mode):
     assert (run / "csv" / "metrics.csv").read_text().count("val/loss") >= 1
 
 
+@pytest.mark.parametrize("model", ["gpt", "wavgpt"])
+def test_runs_without_any_logger(make_cfg, model):
+    cfg = make_cfg(f"model={model}", "logger=none", "callbacks.samples=null")
+    metrics = train(cfg)
+    assert math.isfinite(metrics["val/loss"])
+    run = Path(cfg.paths.output_dir)
+    assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    assert not (run / "csv").exists()
+
+
 def test_same_seed_same_numbers(make_cfg):
     a = train(make_cfg("model=gpt", "callbacks.samples=null"))
     b = train(make_cfg("model=gpt", "callbacks.samples=null", run="again"))
