@@ -64,11 +64,17 @@ def test_seeds_are_summarised_as_mean_and_std_per_setting(seed_sweep, tmp_path):
     assert out["plot"].read_bytes()[:4] == b"\x89PNG"
 
 
-def test_without_repeats_every_job_is_its_own_setting(seed_sweep, tmp_path):
-    out = report(seed_sweep, metrics=["val/loss"], out_dir=tmp_path / "out", repeats=None)
+@pytest.mark.parametrize(
+    ("kwargs", "header"),
+    [
+        ({"repeats": None}, "| job | model | seed | val/loss |"),
+        ({"x": "seed"}, "| job | seed | model | val/loss |"),  # plotted against the seed
+    ],
+)
+def test_without_repeats_every_job_is_its_own_setting(seed_sweep, tmp_path, kwargs, header):
+    out = report(seed_sweep, metrics=["val/loss"], out_dir=tmp_path / "out", **kwargs)
     assert "summary" not in out and "Mean and sample std" not in out["markdown"].read_text()
-    header = out["markdown"].read_text().splitlines()[0]
-    assert header == "| job | model | seed | val/loss |"
+    assert out["markdown"].read_text().splitlines()[0] == header
 
 
 def test_a_sweep_over_seeds_alone_plots_against_the_seed(tmp_path, seed_sweep, capsys):

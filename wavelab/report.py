@@ -200,8 +200,8 @@ def report(
         )
     varying = varying_keys(jobs)
     settings = [k for k in varying if k != repeats]
-    if repeats not in varying or (not settings and x in (None, repeats)):
-        repeats = None  # no repeats, or nothing but them: every job is its own setting
+    if repeats not in varying or not settings or x == repeats:
+        repeats = None  # no repeats, nothing but them, or plotted against: one job, one setting
         settings = varying
     x = x or (settings[0] if settings else None)
     if x is None:
