@@ -137,6 +137,14 @@ def test_bad_configs_give_clear_errors(make_cfg, overrides, match):
         train(make_cfg("model=wavegpt", *overrides))
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_trainer_without_a_gpu_says_what_to_use(make_cfg):
+    with pytest.raises(
+        ConfigError, match=r"trainer.accelerator=gpu.* cannot run here.*trainer=cpu"
+    ):
+        train(make_cfg("model=gpt", "trainer.accelerator=gpu"))
+
+
 def test_cli_reports_config_errors_without_traceback(tmp_path, tiny_shakespeare):
     result = subprocess.run(
         [

@@ -18,7 +18,9 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, read_write
 
@@ -99,7 +101,18 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     loggers = build_loggers(cfg)
     if not loggers:  # logger=none: Lightning refuses an lr monitor with nowhere to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    except InstantiationException as e:
+        if not isinstance(e.__cause__, MisconfigurationException):
+            raise
+        t = cfg.trainer
+        raise ConfigError(
+            f"trainer.accelerator={t.accelerator}, trainer.devices={t.devices}, "
+            f"trainer.precision={t.precision} cannot run here: {e.__cause__} (on a machine "
+            "without a GPU use the default trainer, which picks the accelerator itself, or "
+            "trainer=cpu)"
+        ) from e
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
