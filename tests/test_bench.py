@@ -36,8 +36,13 @@ def test_lm_bench_reports_every_model_and_path(tiny_shakespeare, cache_dir):
     for r in rows.values():
         assert r["ms_per_step"] > 0 and r["tokens_per_s"] > 0
         assert len(r["ms_per_step_runs"]) == 1
-    assert "vs_bare_pct" in rows["gpt", "lightning"]
-    assert "vs_gpt_pct" in rows["wavegpt", "bare"] and "vs_gpt_pct" in rows["wavegpt", "lightning"]
+    for stat in ("pct", "median_pct"):
+        assert f"vs_bare_{stat}" in rows["gpt", "lightning"]
+        assert f"vs_bare_{stat}" not in rows["gpt", "bare"]
+        for path in lm.PATHS:
+            assert f"vs_gpt_{stat}" in rows["wavegpt", path]
+    lit, bare = rows["gpt", "lightning"], rows["gpt", "bare"]
+    assert lit["vs_bare_median_pct"] == lm.pct(lit["ms_per_step"], bare["ms_per_step"])
     assert rows["wavegpt", "bare"]["mode"] == "prev_block"
     assert result["config"]["n_embd"] == 16 and result["env"]["threads"] >= 1
     assert "wavegpt (prev_block)" in lm.format_table(result)
