@@ -67,7 +67,7 @@ def test_ddp_sim_one_dir_global_batch_and_same_val_as_one_process(
     if model == "wavgpt":
         encoder = request.getfixturevalue("tiny_encoder_dir")
         small = [*TINY_WAVGPT, f"model.encoder.name_or_path={encoder}"]
-    run_cli(
+    result = run_cli(
         [
             f"model={model}",
             "trainer=ddp_sim",
@@ -80,6 +80,8 @@ def test_ddp_sim_one_dir_global_batch_and_same_val_as_one_process(
         cache_dir,
         small=small,
     )
+    console = result.stdout + result.stderr
+    assert "💡 Tip" not in console and "LeafSpec" not in console  # quiet_lightning, every rank
     (run,) = (tmp_path / "logs/train/runs").iterdir()  # the ranks shared one run dir
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["global_step"] == steps

@@ -1,12 +1,16 @@
-"""Tiny ``key=value`` command lines for tools that need no Hydra composition (codec, plots).
+"""Helpers for wavelab's entry points.
 
-The syntax matches Hydra's overrides (``ckpt_path=run/last.ckpt text="To be"``), so users type
-the same thing everywhere, without Hydra's start-up cost or run directories.
+Tiny ``key=value`` command lines for tools that need no Hydra composition (codec, plots): the
+syntax matches Hydra's overrides (``ckpt_path=run/last.ckpt text="To be"``), so users type the
+same thing everywhere, without Hydra's start-up cost or run directories. And a quieter console
+for the entries that run Lightning.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from wavelab.errors import ConfigError
@@ -49,3 +53,12 @@ def run_main(fn: Callable[[], None]) -> None:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def quiet_lightning() -> None:
+    """Drops two lines Lightning prints in every run that say nothing about the run: an advert
+    for its cloud logger, and a deprecation warning that Lightning's own code draws from torch."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not record.getMessage().startswith("💡 Tip:")
+    )
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")

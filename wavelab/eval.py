@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from wavelab.checkpoints import load_module, resolve_ckpt_path
+from wavelab.cli import quiet_lightning
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.errors import ConfigError
 
@@ -58,4 +59,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    quiet_lightning()
     main()

@@ -24,6 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from wavelab.cli import quiet_lightning
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.errors import ConfigError
 from wavelab.loggers import build_loggers, finish_wandb
@@ -176,4 +177,5 @@ def check_plugins(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     check_plugins(sys.argv[1:])
+    quiet_lightning()
     main()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from wavelab.cli import quiet_lightning
+
 # subcommand -> (module under wavelab.bench, one-line help)
 BENCHMARKS = {
     "lm": ("lm", "GPT vs WaveGPT training speed, bare PyTorch loop vs wavelab's Lightning path"),
@@ -32,4 +34,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    quiet_lightning()
     main()
