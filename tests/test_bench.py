@@ -11,6 +11,8 @@ import torch
 from wavelab.bench import lm
 from wavelab.bench.__main__ import main
 from wavelab.config import instantiate
+from wavelab.lit.optim import plain
+from wavelab.models.gpt import GPT, GPTConfig
 
 TINY = (
     "model.net.n_layer=1",
@@ -91,7 +93,7 @@ def test_lightning_trains_exactly_what_the_bare_loop_trains(tiny_shakespeare, ca
     lit = lm.train_lightning(cfg, data, lm.WindowTimer(**steps))
     bare = lm.train_bare(cfg, data, lm.WindowTimer(**steps))
     L.seed_everything(cfg.seed, verbose=False)  # the initial weights both paths started from
-    init = lm.GPT(lm.GPTConfig(**{**lm.plain(cfg.model.net), "vocab_size": data.vocab_size}))
+    init = GPT(GPTConfig(**{**plain(cfg.model.net), "vocab_size": data.vocab_size}))
     for (name, a), b, c in zip(bare.named_parameters(), lit.parameters(), init.parameters()):
         assert torch.equal(a, b), f"{name} differs between the bare loop and Lightning"
         assert not torch.equal(a, c), f"{name} never trained"
