@@ -1,19 +1,50 @@
 """Helpers for wavelab's entry points.
 
-Tiny ``key=value`` command lines for tools that need no Hydra composition (codec, plots): the
-syntax matches Hydra's overrides (``ckpt_path=run/last.ckpt text="To be"``), so users type the
-same thing everywhere, without Hydra's start-up cost or run directories. And a quieter console
-for the entries that run Lightning.
+Every ``python -m wavelab.<entry>`` is a Hydra app over ``conf/<entry>.yaml`` built with
+:func:`hydra_entry`, so one override syntax (``key=value``) and ``--help`` work everywhere, and
+a user error (:class:`ConfigError`) ends as one line and exit code 2. Plus a quieter console for
+the entries that run Lightning.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
+import hydra
+from omegaconf import DictConfig
+
+from wavelab.config import CONFIG_DIR
 from wavelab.errors import ConfigError
+
+USER_ERROR_EXIT = 2
+
+
+def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], Callable]:
+    """Decorator: ``fn(cfg)`` becomes the Hydra main of ``conf/<config_name>.yaml``.
+
+    A ConfigError raised by ``fn`` is logged as one ``error: ...`` line and exits with
+    ``USER_ERROR_EXIT``; anything else is a bug and keeps its traceback. Keep module-level imports
+    of an entry light (no Lightning, no transformers) so ``--help`` and config errors are fast.
+    """
+
+    def decorate(fn: Callable[[DictConfig], object]) -> Callable:
+        @functools.wraps(fn)
+        def guarded(cfg: DictConfig):
+            try:
+                return fn(cfg)
+            except ConfigError as e:
+                logging.getLogger(fn.__module__).error("error: %s", e)
+                sys.exit(USER_ERROR_EXIT)
+
+        return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(
+            guarded
+        )
+
+    return decorate
 
 
 def parse_keys(
