@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wavelab.config import CONFIG_DIR
 from wavelab.errors import ConfigError
@@ -47,43 +48,47 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], 
     return decorate
 
 
-def parse_keys(
-    argv: Sequence[str], keys: dict[str, str], required: Sequence[str] = ()
-) -> dict[str, str]:
-    """``["a=1", "b=x=y"]`` -> ``{"a": "1", "b": "x=y"}``; ``keys`` maps every known key to its
-    help. Raises ConfigError for unknown, repeated or missing keys and for bare words."""
-    out: dict[str, str] = {}
+def literal_overrides(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """``argv`` with the value of every ``key=value`` of ``keys`` quoted for Hydra, so that free
+    text and file names are taken literally, quotes included: unquoted, Hydra reads ``a, b`` as a
+    sweep, refuses ``=`` (base64, Lightning's ``step=100.ckpt``) and resolves ``${...}``."""
+
+    def quote(value: str) -> str:
+        # OmegaConf resolves `${` unless it is escaped as `\${`; backslashes before it pair up.
+        value = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + r"\${", value)
+        # Hydra: in '...' a quote is \' and backslashes before a quote (or the end) pair up.
+        value = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + r"\'", value)
+        return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, value) + "'"
+
+    out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
-        if not sep:
-            raise ConfigError(f"expected key=value, got {arg!r}")
-        if key not in keys:
-            raise ConfigError(f"unknown key {key!r}: known keys are {', '.join(keys)}")
-        if key in out:
-            raise ConfigError(f"{key} is given twice")
-        out[key] = value
-    missing = [k for k in required if k not in out]
-    if missing:
-        raise ConfigError(f"missing {', '.join(f'{k}=...' for k in missing)}")
+        if sep and key in keys:
+            arg = f"{key}={quote(value)}"
+        out.append(arg)
     return out
 
 
-def usage(doc: str, keys: dict[str, str]) -> str:
-    width = max(map(len, keys)) + 2
-    return doc.strip() + "\n\nkeys:\n" + "\n".join(f"  {k:<{width}}{h}" for k, h in keys.items())
+def required(cfg: DictConfig, key: str) -> str:
+    """``cfg[key]`` as a string; ConfigError when it is missing (``???``) or null."""
+    if OmegaConf.is_missing(cfg, key) or cfg[key] is None:
+        raise ConfigError(f"{key} is missing: give {key}=...")
+    return str(cfg[key])
 
 
-def run_main(fn: Callable[[], None]) -> None:
-    """Runs an entry point; user errors print one line to stderr and exit 2, no traceback.
+def checked_device(value: str) -> str:
+    """A ``device=`` value that torch can use on this machine; ConfigError otherwise."""
+    import torch  # not at module level: `--help` stays fast
 
-    ValueError covers ConfigError and everything the codec raises for corrupt or mismatched
-    codes; OSError covers unreadable files.
-    """
     try:
-        fn()
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        device = torch.device(value)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={value!r} is invalid: use cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={value!r} is invalid: this machine has no CUDA GPU; use cpu")
+    return value
 
 
 def quiet_lightning() -> None:

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import lightning as L
 
+from wavelab.callbacks.every_n import EveryNValidations
+from wavelab.callbacks.media import logger_methods
+
 log = logging.getLogger(__name__)
 
 
-class TextSamples(L.Callback):
+class TextSamples(EveryNValidations):
     def __init__(
         self,
         dirpath: str,
@@ -21,21 +24,17 @@ class TextSamples(L.Callback):
         top_k: int | None = 200,
         seed: int = 1234,
     ):
+        super().__init__(every_n_validations)
         self.dirpath = Path(dirpath)
-        self.every = every_n_validations
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_k = top_k
         self.seed = seed
-        self._validations = 0
         self._rows: list[list] = []  # every sample so far: W&B tables are replaced, not appended
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        self._validations += 1
-        if self._validations % self.every or not trainer.is_global_zero:
+    def on_nth_validation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
             return
         text = pl_module.generate_text(
             self.prompt, self.max_new_tokens, self.temperature, self.top_k, seed=self.seed
@@ -45,7 +44,5 @@ class TextSamples(L.Callback):
         path.write_text(text)
         log.info("sample at step %d (%s):\n%s", trainer.global_step, path, text[:400])
         self._rows.append([trainer.global_step, text])
-        for logger in trainer.loggers:
-            log_text = getattr(logger, "log_text", None)
-            if log_text is not None:  # W&B: one table with a row per sample so far
-                log_text(key="samples", columns=["step", "text"], data=self._rows)
+        for log_text in logger_methods(trainer, "log_text"):  # W&B: a row per sample so far
+            log_text(key="samples", columns=["step", "text"], data=self._rows)

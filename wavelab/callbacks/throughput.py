@@ -24,8 +24,7 @@ def flops_per_token(pl_module: L.LightningModule) -> float | None:
     net = getattr(pl_module, "net", None)
     if isinstance(net, GPT):
         c = net.config
-        n_params = sum(p.numel() for p in net.parameters())
-        return gpt_flops_per_token(n_params, c.n_layer, c.n_embd, c.block_size)
+        return gpt_flops_per_token(net.num_params(), c.n_layer, c.n_embd, c.block_size)
     return None
 
 

@@ -16,24 +16,25 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from wavelab.callbacks.media import log_images
+from wavelab.callbacks.every_n import EveryNValidations
+from wavelab.callbacks.media import log_images, logger_methods
 from wavelab.codec import WavGPTCodec
+from wavelab.errors import ConfigError
 from wavelab.plots import analyse, render
 
 log = logging.getLogger(__name__)
 
 
-class _EveryNValidations(L.Callback):
+class _OnValidationBlocks(EveryNValidations):
     """Keeps the first ``num_blocks`` validation blocks (CPU copies) and calls ``write`` on rank
     0 every ``every_n_validations`` validations, with the module in eval mode."""
 
     def __init__(self, dirpath: str, every_n_validations: int, num_blocks: int):
-        if every_n_validations < 1 or num_blocks < 1:
-            raise ValueError("every_n_validations and num_blocks must be >= 1")
+        super().__init__(every_n_validations)
+        if num_blocks < 1:
+            raise ConfigError(f"num_blocks={num_blocks} is invalid: must be >= 1")
         self.dirpath = Path(dirpath)
-        self.every = every_n_validations
         self.num_blocks = num_blocks
-        self._validations = 0
         self._batch: dict[str, torch.Tensor] | None = None
         self._last_step = -1
 
@@ -51,14 +52,7 @@ class _EveryNValidations(L.Callback):
         else:
             self._batch = {k: torch.cat([self._batch[k], take[k]]) for k in take}
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        self._validations += 1
-        if self._validations % self.every == 0:
-            self._run(trainer, pl_module)
-
-    def _run(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_nth_validation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._batch is None:
             return
         if trainer.global_step == self._last_step:  # e.g. fit ends right after a validation
@@ -75,12 +69,12 @@ class _EveryNValidations(L.Callback):
         raise NotImplementedError
 
 
-class WavGPTPlots(_EveryNValidations):
+class WavGPTPlots(_OnValidationBlocks):
     def __init__(self, dirpath: str, every_n_validations: int = 2, num_blocks: int = 16):
         super().__init__(dirpath, every_n_validations, num_blocks)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._run(trainer, pl_module)
+        self.on_nth_validation(trainer, pl_module)
 
     def write(self, trainer, pl_module, input_ids, attention_mask) -> None:
         step = trainer.global_step
@@ -91,7 +85,7 @@ class WavGPTPlots(_EveryNValidations):
             log_images(trainer, f"plots/{path.stem}", [path])
 
 
-class Reconstructions(_EveryNValidations):
+class Reconstructions(_OnValidationBlocks):
     def __init__(self, dirpath: str, every_n_validations: int = 2, num_examples: int = 4):
         super().__init__(dirpath, every_n_validations, num_examples)
         self._tokenizer = None
@@ -122,9 +116,5 @@ class Reconstructions(_EveryNValidations):
         path = self.dirpath / f"step_{step:07d}.txt"
         path.write_text("\n".join(lines) + "\n")
         log.info("reconstructions at step %d in %s", step, path)
-        for logger in trainer.loggers:
-            log_table = getattr(logger, "log_table", None)
-            if log_table is not None:  # W&B
-                log_table(
-                    key="reconstructions", columns=["step", "example", *columns], data=self._rows
-                )
+        for log_table in logger_methods(trainer, "log_table"):  # W&B
+            log_table(key="reconstructions", columns=["step", "example", *columns], data=self._rows)

@@ -19,8 +19,6 @@ from wavelab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 CORPORA = ("shakespeare", "tinyshakespeare")
-# The data-config keys that pick the text; datamodules pass them straight to ``load_corpus``.
-CORPUS_KEYS = ("corpus", "path", "hf_name", "hf_config", "hf_split", "hf_text_column")
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )

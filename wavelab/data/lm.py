@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wavelab.data import cache
-from wavelab.data.corpora import CORPUS_KEYS
 from wavelab.data.loading import ShardedDataModule
+from wavelab.data.source import CorpusSource
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict, train_tokenizer
 from wavelab.errors import ConfigError
 
@@ -65,17 +65,11 @@ def fixed_starts(n_tokens: int, block_size: int, n_windows: int | None) -> np.nd
 class LMDataModule(ShardedDataModule):
     """A text corpus as (x_prev, x, y) windows: random ones for training, fixed ones for val.
 
-    The corpus is ``path`` if given, else the HF dataset ``hf_name``, else the named ``corpus``.
+    ``source``: the corpus keys of ``CorpusSource`` (``path``, ``hf_name``, ``corpus``, ...).
     """
 
     def __init__(
         self,
-        corpus: str | None = "shakespeare",
-        path: str | None = None,
-        hf_name: str | None = None,
-        hf_config: str | None = None,
-        hf_split: str = "train",
-        hf_text_column: str = "text",
         tokenizer: str = "char",
         bpe_vocab_size: int = 4096,
         block_size: int = 64,
@@ -84,9 +78,11 @@ class LMDataModule(ShardedDataModule):
         num_val_windows: int | None = 512,
         num_workers: int = 0,
         cache_dir: str = "~/.cache/wavelab",
+        **source,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
+        self.source = CorpusSource.from_keys(source, type(self).__name__)
         self.check_val_fraction(val_fraction)
         for key in ("block_size", "batch_size"):
             if int(getattr(self.hparams, key)) < 1:
@@ -119,8 +115,9 @@ class LMDataModule(ShardedDataModule):
             splits = {"train": tok.encode(train_text), "val": tok.encode(val_text)}
             return splits, {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
 
-        corpus = {k: h[k] for k in CORPUS_KEYS}
-        return cache.load_or_build(h.cache_dir, corpus, self._tokenizer_key, h.val_fraction, build)
+        return cache.load_or_build(
+            h.cache_dir, self.source.load_kwargs(), self._tokenizer_key, h.val_fraction, build
+        )
 
     def prepare_data(self) -> None:
         self._entry()

@@ -12,19 +12,36 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from wavelab.data import cache
-from wavelab.data.corpora import CORPUS_KEYS
 from wavelab.data.lm import fixed_starts
 from wavelab.data.loading import ShardedDataModule
+from wavelab.data.source import CorpusSource
 from wavelab.errors import ConfigError
 from wavelab.models.encoder import load_tokenizer
 
 log = logging.getLogger(__name__)
+
+
+def frame_blocks(
+    bodies: Sequence[Sequence[int]], block_size: int, cls_id: int, sep_id: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bodies of at most ``block_size - 2`` word pieces -> ``[CLS] body [SEP] [PAD]...`` rows:
+    (n, block_size) ids and (n,) real lengths. The one block layout of training and the codec."""
+    ids = np.full((len(bodies), block_size), pad_id, dtype=np.int64)
+    lengths = np.empty(len(bodies), dtype=np.int64)
+    for i, body in enumerate(bodies):
+        row = [cls_id, *body, sep_id]
+        if len(row) > block_size:
+            raise ValueError(f"a body of {len(body)} word pieces does not fit {block_size} tokens")
+        ids[i, : len(row)] = row
+        lengths[i] = len(row)
+    return ids, lengths
 
 
 def pack_paragraphs(
@@ -44,13 +61,7 @@ def pack_paragraphs(
         current = current + para
     if current:
         blocks.append(current)
-    ids = np.full((len(blocks), block_size), pad_id, dtype=np.int64)
-    lengths = np.empty(len(blocks), dtype=np.int64)
-    for i, body in enumerate(blocks):
-        row = [cls_id, *body, sep_id]
-        ids[i, : len(row)] = row
-        lengths[i] = len(row)
-    return ids, lengths
+    return frame_blocks(blocks, block_size, cls_id, sep_id, pad_id)
 
 
 class BlockDataset(Dataset):
@@ -69,24 +80,25 @@ class BlockDataset(Dataset):
 
 
 class WordPieceDataModule(ShardedDataModule):
+    """A text corpus as padded word-piece blocks with attention masks, for WavGPT.
+
+    ``tokenizer``: the encoder's name or path; ``source``: the corpus keys of ``CorpusSource``.
+    """
+
     def __init__(
         self,
         tokenizer: str,
-        corpus: str | None = "shakespeare",
-        path: str | None = None,
-        hf_name: str | None = None,
-        hf_config: str | None = None,
-        hf_split: str = "train",
-        hf_text_column: str = "text",
         block_size: int = 256,
         batch_size: int = 8,
         val_fraction: float = 0.1,
         num_val_blocks: int = 64,
         num_workers: int = 0,
         cache_dir: str = "~/.cache/wavelab",
+        **source,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
+        self.source = CorpusSource.from_keys(source, type(self).__name__)
         if block_size < 4:
             raise ConfigError(f"data.block_size={block_size} is invalid: must be >= 4")
         self.check_val_fraction(val_fraction)
@@ -111,8 +123,9 @@ class WordPieceDataModule(ShardedDataModule):
             return arrays, {"vocab_size": len(vocab), "block_size": h.block_size}
 
         key = f"wordpiece{vocab_sha}-T{h.block_size}-val{h.val_fraction}"
-        corpus = {k: h[k] for k in CORPUS_KEYS}
-        return cache.load_or_build(h.cache_dir, corpus, key, h.val_fraction, build)
+        return cache.load_or_build(
+            h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build
+        )
 
     def prepare_data(self) -> None:
         self._entry()

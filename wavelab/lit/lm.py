@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from wavelab.checkpoints import RecordsItsClass
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
 from wavelab.errors import ConfigError
+from wavelab.lit.legacy import drop_duplicate_keys
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
 from wavelab.models.gpt import GPT, GPTConfig
 
@@ -51,23 +52,27 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         )
         self.net = GPT(GPTConfig(**net))
         self.tokenizer: TextTokenizer | None = tokenizer and tokenizer_from_dict(tokenizer)
-        self._forward = torch.compile(self.net) if compile else self.net
+        if compile:  # in place: the weights keep their one state_dict key, net.*
+            self.net.compile()
 
         vocab = self.net.config.vocab_size
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes=vocab, average="micro")
         self.val_loss_best = MinMetric()
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        drop_duplicate_keys(checkpoint, "_forward.")
+
     @property
     def uses_prev_block(self) -> bool:
         return self.net.mode == "prev_block"
 
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
-        return self._forward(x, prev_idx=x_prev if self.uses_prev_block else None)[0]
+        return self.net(x, prev_idx=x_prev if self.uses_prev_block else None)[0]
 
     def _step(self, batch):
         x_prev, x, y = batch
-        logits, loss = self._forward(x, y, prev_idx=x_prev if self.uses_prev_block else None)
+        logits, loss = self.net(x, y, prev_idx=x_prev if self.uses_prev_block else None)
         return logits, loss, y
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -15,8 +15,8 @@ from torch import Tensor
 from torchmetrics import MeanMetric, MinMetric
 
 from wavelab.checkpoints import RecordsItsClass
-from wavelab.codec import OVERHEAD_BYTES, code_bits
 from wavelab.errors import ConfigError
+from wavelab.lit.legacy import drop_duplicate_keys
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
 from wavelab.models.encoder import FrozenEncoder
 from wavelab.models.wavgpt import (
@@ -26,6 +26,7 @@ from wavelab.models.wavgpt import (
     distillation_loss,
     token_accuracy,
 )
+from wavelab.sparse_code import code_bits, overhead_bytes
 
 CORE_KEYS = {f.name for f in dataclasses.fields(WavGPTConfig)}
 # Metrics averaged over real tokens, logged as val/<name>.
@@ -67,7 +68,8 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         self.cfg = WavGPTConfig(**core)
         self.encoder = FrozenEncoder(**encoder)
         self.core = WavGPTCore(self.cfg, d=self.encoder.d)
-        self._core = torch.compile(self.core) if compile else self.core
+        if compile:  # in place: the weights keep their one state_dict key, core.*
+            self.core.compile()
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": MeanMetric()
@@ -80,12 +82,16 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, WavGPTOutput]:
         """Hidden states of the frozen encoder and everything the core makes of them."""
         h = self.encoder.hidden(input_ids, attention_mask)
-        return h, self._core(h, attention_mask)
+        return h, self.core(h, attention_mask)
 
     def code_bits(self, k: Tensor) -> Tensor:
-        """Ideal bits a receiver needs per code: header + positions (log2 C(T·d, k)) + values."""
-        header = 8 * (OVERHEAD_BYTES + len(bytes.fromhex(self.encoder.fingerprint)))
+        """Ideal bits a receiver needs per code: the format's overhead (header, both fingerprints,
+        checksum), as ``SparseCode.to_bytes`` sends it, + positions (log2 C(T·d, k)) + values."""
+        header = 8 * overhead_bytes(len(bytes.fromhex(self.encoder.fingerprint)))
         return code_bits(k, self.cfg.block_size, self.encoder.d, self.hparams.value_bits, header)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        drop_duplicate_keys(checkpoint, "_core.")
 
     def _shared_step(self, batch: dict, stage: str) -> Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]

