@@ -133,7 +133,7 @@ def test_cli_encode_decode_roundtrip(codec, ckpt, entry):
 
 def test_cli_takes_free_text_literally(ckpt, entry):
     """Commas, quotes, "=" and ${...} in a text: Hydra would read a sweep, refuse or resolve."""
-    text = "it's, \"he\" said = ${oc.env:HOME} \\"
+    text = 'it\'s, "he" said = ${oc.env:HOME} \\'
     result = entry("codec", "roundtrip", f"ckpt_path={ckpt}", f"text={text}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"text:    {text}\n" in result.stdout

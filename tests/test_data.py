@@ -10,7 +10,9 @@ import torch
 
 from wavelab.data import corpora
 from wavelab.data.lm import LMDataModule, WindowDataset, fixed_starts
+from wavelab.data.source import CorpusSource
 from wavelab.data.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from wavelab.data.wordpiece import WordPieceDataModule
 from wavelab.errors import ConfigError
 
 
@@ -142,3 +144,16 @@ def test_val_fraction_is_checked():
 def test_window_counts_are_checked(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         LMDataModule(**kwargs)
+
+
+@pytest.mark.parametrize("datamodule", [LMDataModule, WordPieceDataModule])
+def test_an_unknown_data_key_is_named(datamodule):
+    with pytest.raises(ConfigError, match=r"data.hf_nmae is not an option of \w+DataModule: its"):
+        datamodule(tokenizer="char", hf_nmae="wikitext")
+
+
+def test_both_datamodules_read_the_corpus_keys_alike():
+    keys = {"path": "plays.txt", "hf_split": "test"}
+    expected = CorpusSource(path="plays.txt", hf_split="test")
+    assert LMDataModule(**keys).source == WordPieceDataModule("bert", **keys).source == expected
+    assert expected.load_kwargs()["corpus"] == "shakespeare"  # the default, as in conf/data

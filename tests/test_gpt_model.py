@@ -7,6 +7,9 @@ import math
 import pytest
 import torch
 
+from wavelab.callbacks.throughput import flops_per_token
+from wavelab.errors import ConfigError
+from wavelab.lit.lm import LanguageModelModule
 from wavelab.models.gpt import GPT, GPTConfig, WaveNetConfig
 
 T, V = 16, 23
@@ -42,7 +45,7 @@ def test_no_position_sees_the_future(mode, t):
 
 
 def test_block_mode_leaks_the_future_and_needs_the_flag():
-    with pytest.raises(ValueError, match="allow_future_leak"):
+    with pytest.raises(ConfigError, match="allow_future_leak"):
         make("block")
     with pytest.warns(UserWarning, match="leaks future tokens"):
         model = make("block", allow_future_leak=True)
@@ -146,8 +149,17 @@ def test_weight_tying_and_gpt2_init():
         ({"wavenet": {"mode": "sideways"}}, r"mode='sideways' is invalid: allowed are prev_block"),
         ({"dropout": 1.5}, r"dropout=1.5 is invalid"),
         ({"wavenet": {"channels": 0}}, r"wavenet.channels=0 is invalid: must be a positive"),
+        ({"n_head": 0}, r"model\.net\.n_head=0 is invalid: must be a positive integer"),
     ],
 )
 def test_bad_configs_name_the_key(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         GPTConfig(**{"block_size": T, "vocab_size": V, **kwargs})
+
+
+def test_flops_per_token_count_every_matmul_weight_once_and_no_position_table():
+    net = {"block_size": 16, "vocab_size": 50, "n_layer": 2, "n_head": 2, "n_embd": 8}
+    module = LanguageModelModule(net=net, optimizer={}, scheduler={})
+    every_weight = sum(p.numel() for p in module.net.parameters())  # the tied head once
+    assert module.net.num_params() == every_weight - 16 * 8
+    assert flops_per_token(module) == 6 * (every_weight - 16 * 8) + 12 * 2 * 8 * 16

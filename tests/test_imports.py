@@ -74,7 +74,9 @@ def import_graph() -> dict[str, set[str]]:
             parts = name.split(".")
             # the module itself and every package above it run on import
             edges.update(
-                ".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in files
+                ".".join(parts[:i])
+                for i in range(1, len(parts) + 1)
+                if ".".join(parts[:i]) in files
             )
         edges.discard(module)
         graph[module] = edges

@@ -9,9 +9,8 @@ import pytest
 import torch
 from wavgpt_fixtures import single_thread, small_config  # noqa: F401  (autouse fixture)
 
-from wavelab.codec import SparseCode, code_bits
-from wavelab.sparse_code import MAX_COEFFICIENTS, overhead_bytes
 from wavelab.models.wavgpt import WavGPTCore
+from wavelab.sparse_code import MAX_COEFFICIENTS, SparseCode, code_bits, overhead_bytes
 
 
 def random_code(
@@ -103,7 +102,7 @@ def with_crc(body: bytes) -> bytes:
 def test_version_1_codes_are_refused_by_version():
     # a valid v1 code (header 18 bytes, no compressor fingerprint, k = 0)
     v1 = with_crc(struct.pack("<4sBBBBHHHI", b"WAVC", 1, 0b100, 0, 0, 16, 32, 3, 0))
-    with pytest.raises(ValueError, match="unsupported WavGPT code version 1: .* version 2"):
+    with pytest.raises(ValueError, match=r"unsupported WavGPT code version 1: .* version 2"):
         SparseCode.from_bytes(v1)
 
 

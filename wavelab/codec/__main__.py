@@ -26,9 +26,11 @@ VERBS = ("encode", "decode", "roundtrip")
 LITERAL_KEYS = ("ckpt_path", "text", "out", "code", "code_file")
 
 
-def shown(value: str, limit: int = 40) -> str:
-    """A value for an error line: long base64 codes are cut."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
+def given(key: str, value: str, limit: int = 40) -> str:
+    """``key=value`` for an error line; a long base64 code is cut, a file name never."""
+    if key == "code" and len(value) > limit:
+        value = value[:limit] + "..."
+    return f"{key}={value!r}"
 
 
 def read_code(cfg: DictConfig):
@@ -48,11 +50,11 @@ def read_code(cfg: DictConfig):
         try:
             data = base64.b64decode(value, validate=True)
         except binascii.Error as e:
-            raise ConfigError(f"code={shown(value)} is invalid: not base64 ({e})") from None
+            raise ConfigError(f"{given(key, value)} is invalid: not base64 ({e})") from None
     try:
         return SparseCode.from_bytes(data)
     except ValueError as e:
-        raise ConfigError(f"{key}={shown(value)} is invalid: {e}") from None
+        raise ConfigError(f"{given(key, value)} is invalid: {e}") from None
 
 
 def checked_out(cfg: DictConfig) -> Path | None:
@@ -88,7 +90,7 @@ def run(cfg: DictConfig) -> None:
         except ValueError as e:
             key = "code_file" if cfg.code_file is not None else "code"
             value = str(cfg.code_file if cfg.code_file is not None else cfg.code)
-            raise ConfigError(f"{key}={shown(value)} does not fit ckpt_path: {e}") from None
+            raise ConfigError(f"{given(key, value)} does not fit ckpt_path: {e}") from None
         print(codec.decode([code])[0])
         return
     with warnings.catch_warnings(record=True) as caught:
