@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from wavelab.errors import ConfigError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built with it
 
 
 def config_dir() -> Path:
@@ -48,7 +49,8 @@ def shipped_targets(conf_dir: str | Path = CONFIG_DIR) -> frozenset[str]:
     for root, _, files in os.walk(conf_dir, followlinks=True):
         for name in files:
             if name.endswith(".yaml"):
-                found |= _targets_in(yaml.safe_load(Path(root, name).read_text()))
+                text = Path(root, name).read_text()
+                found |= _targets_in(yaml.load(text, Loader=_YAML_LOADER))
     return frozenset(found)
 
 
@@ -105,7 +107,10 @@ def instantiate(cfg: DictConfig | Mapping, key: str = "", **kwargs):
         while isinstance(cause, InstantiationException):
             cause = cause.__cause__
         if isinstance(cause, ValueError | FileNotFoundError):
-            raise ConfigError(str(cause)) from cause
+            message = str(cause)
+            if key and not message.startswith(key):  # a library's message: say where it applies
+                message = f"{key}: {message}"
+            raise ConfigError(message) from cause
         raise
 
 
