@@ -34,6 +34,7 @@ def write_corpus(path: Path) -> Path:
 
 def tiny_gpt_run(entry: Entry, corpus: Path, *extra: str):
     """A real two-step GPT run in ``entry``'s dir; returns (its run dir, the process)."""
+    entry.cwd.mkdir(parents=True, exist_ok=True)
     result = entry("run", *TINY_GPT, f"data.path={corpus}", *extra)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     (run_dir,) = (entry.cwd / "logs" / "train" / "runs").iterdir()

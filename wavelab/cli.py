@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import hydra
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -78,6 +78,8 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], 
             except (HydraException, OmegaConfBaseException) as e:
                 if getattr(e, _RAISED_IN_TASK, False):
                     raise
+                if isinstance(e, OverrideParseException):
+                    user_error(fn.__module__, f"cannot parse the override {e.override!r}: {e}")
                 user_error(fn.__module__, str(e))
             finally:
                 if previous is None:

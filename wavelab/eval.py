@@ -26,7 +26,10 @@ def run_data_config(ckpt_path: Path) -> DictConfig | None:
     if not saved.is_file():
         return None
     data = OmegaConf.load(saved).get("data")
-    check_targets(data, f"data (in {saved})")
+    try:
+        check_targets(data, "data")
+    except ConfigError as e:
+        raise ConfigError(f"{saved}: {e}") from e
     return data
 
 
@@ -34,13 +37,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from wavelab.checkpoints import load_module, resolve_ckpt_path
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
+    module = load_module(ckpt)
+    quiet_lightning()  # Lightning is imported by now
     data_cfg = cfg.get("data") or run_data_config(ckpt)
     if data_cfg is None:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path!r} has no saved run config beside it; pass data=<name>"
         )
-    module = load_module(ckpt)
-    quiet_lightning()  # Lightning is imported by now
     datamodule = instantiate(data_cfg, "data")
     datamodule.prepare_data()
     datamodule.setup("validate")
