@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from wavelab.cli import hydra_entry, quiet_lightning
-from wavelab.config import check_targets, instantiate
+from wavelab.config import CONFIG_DIR, check_targets, instantiate
 from wavelab.errors import ConfigError
 
 log = logging.getLogger("wavelab.eval")
@@ -33,7 +33,18 @@ def run_data_config(ckpt_path: Path) -> DictConfig | None:
     return data
 
 
+def check_data_choice(cfg: DictConfig) -> None:
+    """``data`` is an optional group in eval.yaml, so Hydra silently skips an unknown option."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choice = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
+    if choice is not None and not cfg.get("data"):
+        options = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+        raise ConfigError(f"data={choice} is invalid: the options are {', '.join(options)}")
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    check_data_choice(cfg)
     from wavelab.checkpoints import load_module, resolve_ckpt_path
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
