@@ -168,7 +168,8 @@ def quiet_lightning() -> None:
     console handler would print each of its lines a second time next to Hydra's (which also
     writes them to run.log), so that handler goes.
     """
-    logging.getLogger("lightning").handlers.clear()
+    if logging.getLogger().hasHandlers():  # Hydra's; without them Lightning's is the only one
+        logging.getLogger("lightning").handlers.clear()
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: not record.getMessage().startswith(NOISE)
     )

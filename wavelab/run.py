@@ -192,16 +192,15 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
         if not isinstance(e.__cause__, MisconfigurationException):
             raise
         t = cfg.trainer
-        hardware = ""
+        given = f"trainer.accelerator={t.accelerator}, trainer.devices={t.devices}"
+        reason = one_line(str(e.__cause__))
         if str(t.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
-            hardware = (
-                " (this machine has no GPU: use the default trainer, which picks the "
-                "accelerator itself, or trainer=cpu)"
-            )
+            raise ConfigError(
+                f"{given} cannot run here: {reason} (this machine has no GPU: use the default "
+                "trainer, which picks the accelerator itself, or trainer=cpu)"
+            ) from e
         raise ConfigError(
-            f"trainer.accelerator={t.accelerator}, trainer.devices={t.devices}, "
-            f"trainer.strategy={t.get('strategy')}: Lightning refuses them: "
-            f"{one_line(str(e.__cause__))}{hardware}"
+            f"{given}, trainer.strategy={t.get('strategy')}: Lightning refuses them: {reason}"
         ) from e
 
 
