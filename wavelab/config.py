@@ -1,16 +1,26 @@
-"""Locating the Hydra configs and building objects from them with readable errors."""
+"""Locating the Hydra configs, checking values, and building objects from them safely.
+
+Every object wavelab builds from a config goes through :func:`instantiate`, which builds only the
+``_target_`` classes named in conf/ (plus torch's optimizers): a config file from a downloaded run
+dir (``resume_dir=``, eval's saved data config) or a checkpoint's hyperparameters could otherwise
+name any callable, e.g. ``torch.load`` with ``weights_only: false``, and run it.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
+import yaml
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from wavelab.errors import ConfigError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built with it
 
 
 def config_dir() -> Path:
@@ -24,8 +34,72 @@ def config_dir() -> Path:
 CONFIG_DIR = str(config_dir())
 
 
-def instantiate(cfg: DictConfig, **kwargs):
-    """``hydra.utils.instantiate`` that re-raises our ConfigError unwrapped."""
+def _targets_in(node) -> set[str]:
+    if isinstance(node, Mapping):
+        found = {node["_target_"]} if isinstance(node.get("_target_"), str) else set()
+        return found.union(*(_targets_in(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_targets_in(v) for v in node))
+    return set()
+
+
+def shipped_targets(conf_dir: str | Path = CONFIG_DIR) -> frozenset[str]:
+    """Every ``_target_`` in the yaml files under conf/ (experiments/ included, via its link)."""
+    found: set[str] = set()
+    for root, _, files in os.walk(conf_dir, followlinks=True):
+        for name in files:
+            if name.endswith(".yaml"):
+                text = Path(root, name).read_text()
+                found |= _targets_in(yaml.load(text, Loader=_YAML_LOADER))
+    return frozenset(found)
+
+
+ALLOWED_TARGETS = shipped_targets()
+
+
+def allowed_target(target: str) -> bool:
+    """A class conf/ names, or one of torch's optimizers (``model.optimizer._target_``)."""
+    if target in ALLOWED_TARGETS:
+        return True
+    module, _, name = target.rpartition(".")
+    if module != "torch.optim":
+        return False
+    import torch.optim  # already imported wherever an optimizer is built
+
+    cls = getattr(torch.optim, name, None)
+    return isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
+
+
+def check_targets(cfg, where: str = "") -> None:
+    """Raises ConfigError for the first ``_target_`` (at any depth, interpolations resolved as
+    hydra would resolve them) that is not allowed."""
+    if isinstance(cfg, DictConfig | ListConfig):
+        keys = list(cfg) if isinstance(cfg, DictConfig) else range(len(cfg))
+        items = ((k, cfg[k]) for k in keys if not OmegaConf.is_missing(cfg, k))
+    elif isinstance(cfg, Mapping):
+        items = cfg.items()
+    elif isinstance(cfg, list | tuple):
+        items = enumerate(cfg)
+    else:
+        return
+    for key, value in items:
+        path = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip(".")
+        if key != "_target_":
+            check_targets(value, path)
+        elif not isinstance(value, str) or not allowed_target(value):
+            raise ConfigError(
+                f"{path}={value!r} is refused: wavelab builds only the classes its own conf/ "
+                "names and torch.optim optimizers (a config from a run dir or a checkpoint "
+                "could otherwise run any code)"
+            )
+
+
+def instantiate(cfg: DictConfig | Mapping, key: str = "", **kwargs):
+    """``hydra.utils.instantiate`` of allowed targets only (see :func:`check_targets`), with our
+    ConfigError re-raised unwrapped. ``key`` is where ``cfg`` sits, for error messages."""
+    check_targets(cfg, key)
+    for value in kwargs.values():
+        check_targets(value, key)
     try:
         return hydra.utils.instantiate(cfg, **kwargs)
     except InstantiationException as e:
@@ -33,5 +107,39 @@ def instantiate(cfg: DictConfig, **kwargs):
         while isinstance(cause, InstantiationException):
             cause = cause.__cause__
         if isinstance(cause, ValueError | FileNotFoundError):
-            raise ConfigError(str(cause)) from cause
+            message = str(cause)
+            if key and not message.startswith(key):  # a library's message: say where it applies
+                message = f"{key}: {message}"
+            raise ConfigError(message) from cause
         raise
+
+
+_MISSING = object()
+
+
+def check_number(
+    cfg: DictConfig,
+    key: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    exclusive: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raises ConfigError unless ``cfg.<key>`` is a number (an int if ``integer``) at or above
+    ``minimum`` (above, if ``exclusive``); null passes if ``optional``; a missing key passes."""
+    if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+        return
+    value = OmegaConf.select(cfg, key)
+    if value is None and optional:
+        return
+    kinds = (int,) if integer else (int, float)
+    is_number = isinstance(value, kinds) and not isinstance(value, bool)
+    too_small = (
+        minimum is not None and is_number and (value <= minimum if exclusive else value < minimum)
+    )
+    if not is_number or too_small:
+        what = "an integer" if integer else "a number"
+        if minimum is not None:
+            what += f" {'>' if exclusive else '>='} {minimum}"
+        raise ConfigError(f"{key}={value!r} is invalid: must be {what}")

@@ -1,47 +1,66 @@
 """Score a checkpoint on the validation split: ``python -m wavelab.eval ckpt_path=...``.
 
 The data config defaults to the one the checkpoint's run was trained with (its ``.hydra/``);
-``data=...`` overrides it.
+``data=...`` overrides it. That saved file may come from a downloaded run dir, so the objects it
+names are built only if conf/ names them too (wavelab.config.instantiate).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.checkpoints import load_module, resolve_ckpt_path
-from wavelab.cli import quiet_lightning
-from wavelab.config import CONFIG_DIR, instantiate
+from wavelab.cli import hydra_entry, quiet_lightning
+from wavelab.config import CONFIG_DIR, check_targets, instantiate
 from wavelab.errors import ConfigError
 
 log = logging.getLogger("wavelab.eval")
 
 
 def run_data_config(ckpt_path: Path) -> DictConfig | None:
-    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``."""
+    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, checked."""
     saved = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
-    return OmegaConf.load(saved).data if saved.is_file() else None
+    if not saved.is_file():
+        return None
+    data = OmegaConf.load(saved).get("data")
+    try:
+        check_targets(data, "data")
+    except ConfigError as e:
+        raise ConfigError(f"{saved}: {e}") from e
+    return data
+
+
+def check_data_choice(cfg: DictConfig) -> None:
+    """``data`` is an optional group in eval.yaml, so Hydra silently skips an unknown option."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choice = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
+    if choice is not None and not cfg.get("data"):
+        options = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+        raise ConfigError(f"data={choice} is invalid: the options are {', '.join(options)}")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
+    check_data_choice(cfg)
+    from wavelab.checkpoints import load_module, resolve_ckpt_path
+
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
+    module = load_module(ckpt)
+    quiet_lightning()  # Lightning is imported by now
     data_cfg = cfg.get("data") or run_data_config(ckpt)
     if data_cfg is None:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path!r} has no saved run config beside it; pass data=<name>"
         )
-    datamodule = instantiate(data_cfg)
+    datamodule = instantiate(data_cfg, "data")
     datamodule.prepare_data()
     datamodule.setup("validate")
-    module = load_module(str(ckpt))
     if module.hparams.get("tokenizer") not in (None, datamodule.model_kwargs().get("tokenizer")):
         raise ConfigError("the data's tokenizer differs from the checkpoint's: wrong data=...?")
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    trainer = instantiate(cfg.trainer, "trainer", logger=False, callbacks=[])
     (metrics,) = trainer.validate(module, datamodule=datamodule, verbose=True)
     out = Path(cfg.paths.output_dir) / "eval_metrics.json"
     out.write_text(json.dumps({"ckpt_path": str(ckpt), **metrics}, indent=1))
@@ -49,15 +68,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@hydra_entry("eval")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except ConfigError as e:
-        log.error("configuration error: %s", e)
-        sys.exit(2)
+    """``python -m wavelab.eval`` and the ``wavelab-eval`` command."""
+    evaluate(cfg)
 
 
 if __name__ == "__main__":
-    quiet_lightning()
     main()

@@ -11,42 +11,60 @@ import importlib.util
 import logging
 import os
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import InstantiationException
-from hydra.types import RunMode
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from wavelab.cli import quiet_lightning
-from wavelab.config import CONFIG_DIR, instantiate
+from wavelab.cli import hydra_entry, one_line, print_config_tree, quiet_lightning, user_error
+from wavelab.config import check_number, instantiate
 from wavelab.errors import ConfigError
-from wavelab.loggers import build_loggers, finish_wandb
+
+# Lightning, torch and the models are imported inside the functions that run, so that --help
+# and config errors answer in about a second instead of after seconds of imports.
+if TYPE_CHECKING:
+    import lightning as L
 
 log = logging.getLogger("wavelab.run")
+
+
+# What the end-of-run summary shows, of the metrics the model logged.
+HEADLINE_METRICS = (
+    "val/loss",
+    "val/loss_best",
+    "val/ppl",
+    "val/acc",
+    "val/bpc",
+    "val/bits_per_token",
+    "val/compression_vs_fp32",
+)
+# Overrides that resume_dir refuses: the optimizer and its schedule continue from last.ckpt's
+# state, which a changed value would silently contradict (e.g. a new lr against restored moments).
+FIXED_ON_RESUME = ("model.optimizer", "model.scheduler")
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
     """The saved config of the run in ``cfg.resume_dir``, with this command's overrides on top.
 
-    ``key=value`` overrides apply (e.g. ``trainer.max_steps=4000`` to train longer); config
-    group choices must match the run's, so the original command plus ``resume_dir=`` works, but a
-    run cannot switch groups half-way. Training restarts from ``<run dir>/checkpoints/
-    last.ckpt`` unless ``ckpt_path`` is given, and writes into the same run dir.
+    ``key=value`` overrides apply (e.g. ``trainer.max_steps=4000`` to train longer), except
+    changes of ``model.optimizer.*`` and ``model.scheduler.*``; config group choices must match
+    the run's, so the original command plus ``resume_dir=`` works, but a run cannot switch groups
+    half-way. Training restarts from ``<run dir>/checkpoints/last.ckpt`` unless ``ckpt_path`` is
+    given, and writes into the same run dir. The saved config is a file from disk: the objects it
+    names are built only if conf/ names them too (wavelab.config.instantiate).
     """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     run_dir = Path(cfg.resume_dir).expanduser().resolve()
     saved_path = run_dir / ".hydra" / "config.yaml"
     if not saved_path.is_file():
         raise ConfigError(f"resume_dir={cfg.resume_dir!r} is invalid: no {saved_path}")
     saved = OmegaConf.load(saved_path)
     choices = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
-    saved.ckpt_path = "last"  # Lightning finds last.ckpt in the checkpoint callback's dir
+    last = run_dir / "checkpoints" / "last.ckpt"
+    saved.ckpt_path = str(last)
     task_overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
     for override in OverridesParser.create().parse_overrides(list(task_overrides)):
         key = override.key_or_group
@@ -61,11 +79,64 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             continue
         if override.is_delete():
             raise ConfigError(f"{override.input_line!r} cannot apply when resuming")
+        was = OmegaConf.select(saved, key, default=None)
+        if key.startswith(FIXED_ON_RESUME) and override.value() != was:
+            raise ConfigError(
+                f"{override.input_line!r} cannot apply when resuming: the optimizer and its "
+                f"schedule continue from last.ckpt (the run has {key}={was}); start a new run "
+                "to change them"
+            )
         OmegaConf.update(saved, key, override.value(), force_add=override.is_add())
+    if saved.ckpt_path == str(last) and not last.is_file():
+        raise ConfigError(
+            f"resume_dir={cfg.resume_dir!r} cannot resume: {last} does not exist (the run saved "
+            "no checkpoint yet)"
+        )
     saved.resume_dir = str(run_dir)
     saved.paths.output_dir = str(run_dir)
     log.info("resuming %s", run_dir)
     return saved
+
+
+def check_values(cfg: DictConfig) -> None:
+    """The values Lightning and the models would reject late, or not at all, checked up front."""
+    check_number(cfg, "seed", integer=True)
+    t = cfg.trainer
+    if not (t.get("max_steps") == -1 and isinstance(t.get("max_epochs"), int) and t.max_epochs > 0):
+        check_number(cfg, "trainer.max_steps", integer=True, minimum=1)
+    interval = t.get("val_check_interval")
+    if isinstance(interval, float) and not 0.0 < interval <= 1.0:
+        raise ConfigError(
+            f"trainer.val_check_interval={interval} is invalid: a fraction of an epoch must be "
+            "in (0, 1]; an integer counts steps"
+        )
+    check_number(cfg, "trainer.val_check_interval", minimum=0, exclusive=True, optional=True)
+    check_number(cfg, "model.optimizer.lr", minimum=0, exclusive=True)
+    check_number(cfg, "model.keep_ratio")  # its range is WavGPTConfig's to check
+
+
+def check_resume_checkpoint(cfg: DictConfig) -> dict | None:
+    """The ``ckpt_path`` checkpoint, if any, checked against the config before Lightning sees it:
+    a readable wavelab checkpoint of the configured model class, with steps left to train."""
+    from wavelab.checkpoints import KNOWN_MODULES, module_name, read_checkpoint
+
+    if not cfg.get("ckpt_path"):
+        return None
+    ckpt = read_checkpoint(cfg.ckpt_path)
+    name = module_name(ckpt, cfg.ckpt_path)
+    module, _, cls = str(cfg.model.get("_target_")).rpartition(".")
+    if name != f"{module}:{cls}":
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path!r} is a {KNOWN_MODULES[name][2]} checkpoint, but the "
+            f"config builds {cfg.model.get('_target_')}: pass the model=... it was trained with"
+        )
+    step, max_steps = ckpt.get("global_step", 0), cfg.trainer.max_steps
+    if 0 < max_steps <= step and not cfg.get("resume_dir"):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path!r} is at step {step}, and trainer.max_steps={max_steps}: "
+            "nothing is left to train (raise trainer.max_steps)"
+        )
+    return ckpt
 
 
 def pin_ddp_children_to_this_job() -> None:
@@ -75,6 +146,8 @@ def pin_ddp_children_to_this_job() -> None:
     config. In a multirun job that command line would start the whole sweep again in every child,
     and ``run.dir`` is not the job's dir; so hand it the job's own overrides and output dir.
     """
+    from hydra.types import RunMode
+
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
@@ -91,6 +164,8 @@ def end_distributed(env: dict[str, str]) -> None:
     process's environment; from those the next job would conclude that its ranks were started
     externally, and wait for them forever.
     """
+    import torch
+
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     os.environ.clear()
@@ -98,34 +173,95 @@ def end_distributed(env: dict[str, str]) -> None:
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    import torch
+    from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from wavelab.loggers import build_loggers
+
+    callbacks = [
+        instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c
+    ]
     loggers = build_loggers(cfg)
     if not loggers:  # logger=none: Lightning refuses an lr monitor with nowhere to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     try:
-        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     except InstantiationException as e:
         if not isinstance(e.__cause__, MisconfigurationException):
             raise
         t = cfg.trainer
+        given = f"trainer.accelerator={t.accelerator}, trainer.devices={t.devices}"
+        reason = one_line(str(e.__cause__))
+        if str(t.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ConfigError(
+                f"{given} cannot run here: {reason} (this machine has no GPU: use the default "
+                "trainer, which picks the accelerator itself, or trainer=cpu)"
+            ) from e
         raise ConfigError(
-            f"trainer.accelerator={t.accelerator}, trainer.devices={t.devices}, "
-            f"trainer.precision={t.precision} cannot run here: {e.__cause__} (on a machine "
-            "without a GPU use the default trainer, which picks the accelerator itself, or "
-            "trainer=cpu)"
+            f"{given}, trainer.strategy={t.get('strategy')}: Lightning refuses them: {reason}"
         ) from e
+
+
+def is_rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return rank_zero_only.rank == 0
+
+
+def announce(cfg: DictConfig) -> None:
+    """The run dir, and the composed config as a tree (``extras.print_config``), rank 0 only."""
+    run_dir = Path(cfg.paths.output_dir)
+    log.info("run dir: %s", run_dir)
+    if OmegaConf.select(cfg, "extras.print_config", default=True):
+        print_config_tree(cfg, run_dir / "config_tree.log")
+
+
+def log_summary(trainer: L.Trainer, seconds: float) -> None:
+    """Final and best headline metrics, the best checkpoint and the wall time, one line each."""
+    from wavelab.callbacks.summary import RunSummary
+
+    def shown(metrics: dict) -> str:
+        return ", ".join(f"{k} {float(metrics[k]):.4g}" for k in HEADLINE_METRICS if k in metrics)
+
+    log.info("final (step %d): %s", trainer.global_step, shown(trainer.callback_metrics))
+    summary = next((c for c in trainer.callbacks if isinstance(c, RunSummary)), None)
+    if summary is not None and summary.best:
+        log.info("best (step %d): %s", summary.best_step, shown(summary.best))
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    if best:
+        log.info("best checkpoint: %s", best)
+    minutes, secs = divmod(round(seconds), 60)
+    log.info("wall time: %dh %02dm %02ds", minutes // 60, minutes % 60, secs)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits the configured model; returns the final callback metrics as floats."""
+    started = time.monotonic()
     if cfg.get("resume_dir"):
         cfg = resume_config(cfg)
+    check_values(cfg)
+    ckpt = check_resume_checkpoint(cfg)
+
+    import lightning as L
+
+    from wavelab.checkpoints import check_state_matches
+    from wavelab.loggers import finish_wandb
+
+    quiet_lightning()
+    rank_zero = is_rank_zero()
+    if rank_zero:
+        announce(cfg)
     L.seed_everything(cfg.seed, workers=True)
     pin_ddp_children_to_this_job()
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, "data")
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    model = instantiate(cfg.model, "model", **datamodule.model_kwargs())
+    if ckpt is not None:
+        check_state_matches(model.state_dict(), ckpt, cfg.ckpt_path)
+        del ckpt
     trainer = build_trainer(cfg)
     # From the first logger call on, a W&B run exists: finish it however the job ends, so the
     # next job of a multirun starts its own run instead of appending to this one.
@@ -133,25 +269,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        log.info("model: %s parameters", f"{sum(p.numel() for p in model.parameters()):,}")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        log.info(
+            "model: %s parameters; device: %s x%d, precision %s",
+            f"{sum(p.numel() for p in model.parameters()):,}",
+            trainer.strategy.root_device.type,
+            trainer.num_devices,
+            trainer.precision,
+        )
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         exit_code = 0
     finally:
         finish_wandb(exit_code)
         end_distributed(env)
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-    if best:
-        log.info("best checkpoint: %s", best)
+    if rank_zero:
+        log_summary(trainer, time.monotonic() - started)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except ConfigError as e:
-        log.error("configuration error: %s", e)
-        sys.exit(2)
+@hydra_entry("config")
+def train_entry(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
         log.warning("optimized_metric=%s was not logged; have %s", name, sorted(metrics))
@@ -172,10 +309,16 @@ PLUGINS = {
 def check_plugins(argv: list[str]) -> None:
     for prefix, module in PLUGINS.items():
         if any(a.startswith(prefix) for a in argv) and importlib.util.find_spec(module) is None:
-            sys.exit(f"{prefix}... needs {module.split('.')[1]}: pip install -e '.[sweeps]'")
+            user_error(
+                __name__, f"{prefix}... needs {module.split('.')[1]}: pip install -e '.[sweeps]'"
+            )
+
+
+def main() -> None:
+    """``python -m wavelab.run`` and the ``wavelab-train`` command."""
+    check_plugins(sys.argv[1:])
+    train_entry()
 
 
 if __name__ == "__main__":
-    check_plugins(sys.argv[1:])
-    quiet_lightning()
     main()

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
-import hydra
-import torch
 from omegaconf import DictConfig
 
-from wavelab.checkpoints import load_module
-from wavelab.config import CONFIG_DIR
+from wavelab.cli import hydra_entry
+from wavelab.config import check_number
 from wavelab.errors import ConfigError
 
-log = logging.getLogger("wavelab.sample")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_values(cfg: DictConfig) -> None:
+    check_number(cfg, "num_samples", integer=True, minimum=1)
+    check_number(cfg, "max_new_tokens", integer=True, minimum=0)
+    check_number(cfg, "temperature", minimum=0, exclusive=True)
+    check_number(cfg, "top_k", integer=True, minimum=1, optional=True)
+    check_number(cfg, "seed", integer=True)
+    if str(cfg.device).partition(":")[0] not in DEVICES:
+        raise ConfigError(f"device={cfg.device!r} is invalid: one of {', '.join(DEVICES)}")
 
 
 def sample(cfg: DictConfig) -> list[str]:
-    device = (
-        cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    check_values(cfg)
+    import torch
+
+    from wavelab.checkpoints import KNOWN_MODULES, load_module, module_name, read_checkpoint
+
+    kind = KNOWN_MODULES[module_name(read_checkpoint(cfg.ckpt_path), cfg.ckpt_path)][2]
+    if kind != "GPT":
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path!r} is a {kind} checkpoint: it encodes and decodes text "
+            "rather than generating it; use python -m wavelab.codec"
+        )
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device} is invalid: this machine has no GPU (use device=cpu)")
     module = load_module(cfg.ckpt_path, map_location=device)
     return [
         module.generate_text(
@@ -29,14 +47,10 @@ def sample(cfg: DictConfig) -> list[str]:
     ]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+@hydra_entry("sample")
 def main(cfg: DictConfig) -> None:
-    try:
-        texts = sample(cfg)
-    except ConfigError as e:
-        log.error("configuration error: %s", e)
-        sys.exit(2)
-    for text in texts:
+    """``python -m wavelab.sample`` and the ``wavelab-sample`` command."""
+    for text in sample(cfg):
         print(text)
         print("-" * 40)
 

@@ -9,11 +9,11 @@ import torch
 from torchmetrics import MeanMetric, MinMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from wavelab.checkpoints import RecordsItsClass
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
 from wavelab.errors import ConfigError
 from wavelab.lit.legacy import drop_duplicate_keys
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
+from wavelab.lit.records import RecordsItsClass
 from wavelab.models.gpt import GPT, GPTConfig
 
 

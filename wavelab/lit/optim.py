@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import hydra.utils
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from wavelab.config import instantiate
 from wavelab.errors import ConfigError
 
 
@@ -28,8 +28,9 @@ def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_lr_ratio: 
 
 
 def build_optimizer(optimizer_cfg: Mapping, param_groups: list[dict]) -> torch.optim.Optimizer:
-    """Instantiates a ``_partial_`` optimizer config over explicit parameter groups."""
-    factory = hydra.utils.instantiate(optimizer_cfg)
+    """Instantiates a ``_partial_`` optimizer config over explicit parameter groups (allowed
+    targets only: the config may come from a checkpoint's hyperparameters)."""
+    factory = instantiate(optimizer_cfg, "model.optimizer")
     return factory(param_groups)
 
 

@@ -14,10 +14,10 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric, MinMetric
 
-from wavelab.checkpoints import RecordsItsClass
 from wavelab.errors import ConfigError
 from wavelab.lit.legacy import drop_duplicate_keys
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
+from wavelab.lit.records import RecordsItsClass
 from wavelab.models.encoder import FrozenEncoder
 from wavelab.models.wavgpt import (
     WavGPTConfig,

