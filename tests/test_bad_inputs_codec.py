@@ -18,13 +18,6 @@ from wavgpt_checkpoint import fit_checkpoint
 from wavelab.codec import WavGPTCodec
 from wavelab.lit.lm import LanguageModelModule
 
-NEEDS_HARDENED_LOAD = pytest.mark.xfail(
-    strict=False, reason="needs hardened load_module from the entries branch"
-)
-NEEDS_HYDRA_OVERRIDE_ERRORS = pytest.mark.xfail(
-    strict=False, reason="Hydra's own override errors: hydra_entry (entries branch)"
-)
-
 
 @pytest.fixture(scope="module")
 def files(tiny_encoder_dir, tmp_path_factory) -> dict[str, Path | str]:
@@ -94,13 +87,11 @@ CASES = {
         "codec",
         ["encode", "ckpt_path={text_ckpt}", "text=hi"],
         ["ckpt_path", "notes.ckpt"],
-        marks=NEEDS_HARDENED_LOAD,
     ),
     "codec-ckpt-truncated": pytest.param(
         "codec",
         ["encode", "ckpt_path={truncated_ckpt}", "text=hi"],
         ["ckpt_path", "cut.ckpt"],
-        marks=NEEDS_HARDENED_LOAD,
     ),
     "codec-gpt-ckpt": (
         "codec",
@@ -170,12 +161,11 @@ CASES = {
         "codec",
         ["encode", "ckpt_path={ckpt}", "text=hi", "colour=red"],
         ["colour"],
-        marks=NEEDS_HYDRA_OVERRIDE_ERRORS,
     ),
     "plots-no-ckpt_path": ("plots", [], ["ckpt_path"]),
     "plots-ckpt-missing": ("plots", ["ckpt_path=/no/such.ckpt"], ["ckpt_path", "/no/such.ckpt"]),
     "plots-ckpt-is-text": pytest.param(
-        "plots", ["ckpt_path={text_ckpt}"], ["ckpt_path", "notes.ckpt"], marks=NEEDS_HARDENED_LOAD
+        "plots", ["ckpt_path={text_ckpt}"], ["ckpt_path", "notes.ckpt"]
     ),
     "plots-gpt-ckpt": (
         "plots",
