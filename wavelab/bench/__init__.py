@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from wavelab.errors import ConfigError
 
 log = logging.getLogger("wavelab.bench")
+
+
+# The benchmarks' whole-number keys and their least values (threads may also be null).
+COUNTS = {"steps": 1, "warmup": 0, "repeats": 1, "threads": 1}
 
 
 def check_count(key: str, value, minimum: int) -> None:
@@ -17,12 +22,17 @@ def check_count(key: str, value, minimum: int) -> None:
         raise ConfigError(f"{key}={value} is invalid: need a whole number >= {minimum}")
 
 
-def check_common(steps, warmup, threads) -> None:
-    """The keys every benchmark has (``threads=null``: torch's default)."""
-    check_count("steps", steps, 1)
-    check_count("warmup", warmup, 0)
-    if threads is not None:
-        check_count("threads", threads, 1)
+def check_settings(values: Mapping) -> None:
+    """ConfigError naming the first bad benchmark key among ``values``: a bench config, or a
+    benchmark's Settings as a dict. Light on purpose: the entry checks before importing torch."""
+    for key, minimum in COUNTS.items():
+        if key in values and not (key == "threads" and values[key] is None):
+            check_count(key, values[key], minimum)
+    if "models" in values and not values["models"]:
+        raise ConfigError("models=[] is invalid: name at least one conf/model option")
+    path = values.get("data_path")
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"data_path={path} is invalid: no such file")
 
 
 def publish(result: dict, table: str, json_path: str | Path | None) -> None:

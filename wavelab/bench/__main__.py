@@ -17,6 +17,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from wavelab.bench import check_settings
 from wavelab.cli import USER_ERROR_EXIT, bare_word_as, hydra_entry, quiet_lightning
 from wavelab.config import CONFIG_DIR
 
@@ -26,6 +27,7 @@ BENCHMARKS = {"lm": "wavelab.bench.lm", "wavgpt": "wavelab.bench.wavgpt"}
 
 @hydra_entry("bench")
 def bench_entry(cfg: DictConfig) -> None:
+    check_settings(cfg)  # before the benchmark's module pulls in torch and Lightning
     name = HydraConfig.get().runtime.choices["bench"]
     importlib.import_module(BENCHMARKS[name]).main(cfg)
 

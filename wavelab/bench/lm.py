@@ -38,11 +38,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from wavelab.bench import check_common, check_count, load_line, publish
+from wavelab.bench import check_settings, load_line, publish
 from wavelab.compose import compose
 from wavelab.config import instantiate
 from wavelab.data.lm import LMDataModule
-from wavelab.errors import ConfigError
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
 from wavelab.models.gpt import GPT, GPTConfig
 
@@ -63,12 +62,7 @@ class Settings:
 
     def validate(self) -> None:
         """Raises ConfigError naming the bench key for any value that cannot run."""
-        check_common(self.steps, self.warmup, self.threads)
-        check_count("repeats", self.repeats, 1)
-        if not self.models:
-            raise ConfigError("models=[] is invalid: name at least one conf/model option")
-        if self.data_path is not None and not Path(self.data_path).is_file():
-            raise ConfigError(f"data_path={self.data_path} is invalid: no such file")
+        check_settings(asdict(self))
 
 
 class WindowTimer(L.Callback):

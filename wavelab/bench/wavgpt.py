@@ -39,7 +39,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from wavelab.bench import check_common, load_line, publish
+from wavelab.bench import check_settings, load_line, publish
 from wavelab.compose import compose
 from wavelab.config import instantiate
 from wavelab.lit.wavgpt import WavGPTModule
@@ -66,7 +66,7 @@ class Settings:
 
     def validate(self) -> None:
         """Raises ConfigError naming the bench key for any value that cannot run."""
-        check_common(self.steps, self.warmup, self.threads)
+        check_settings(asdict(self))
 
 
 class Clock:
