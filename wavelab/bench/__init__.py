@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
+
+from omegaconf import DictConfig, OmegaConf
 
 from wavelab.errors import ConfigError
 
 log = logging.getLogger("wavelab.bench")
+T = TypeVar("T")
 
 
 # The benchmarks' whole-number keys and their least values (threads may also be null).
@@ -33,6 +38,13 @@ def check_settings(values: Mapping) -> None:
     path = values.get("data_path")
     if path is not None and not Path(path).is_file():
         raise ConfigError(f"data_path={path} is invalid: no such file")
+
+
+def settings_from(cls: type[T], cfg: DictConfig) -> T:
+    """A benchmark's Settings dataclass from its config: each field from the key of its name
+    (lists as tuples)."""
+    values = {f.name: cfg[f.name] for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if OmegaConf.is_list(v) else v for k, v in values.items()})
 
 
 def publish(result: dict, table: str, json_path: str | Path | None) -> None:

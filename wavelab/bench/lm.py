@@ -38,7 +38,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from wavelab.bench import check_settings, load_line, publish
+from wavelab.bench import check_settings, load_line, publish, settings_from
 from wavelab.compose import compose
 from wavelab.config import instantiate
 from wavelab.data.lm import LMDataModule
@@ -261,14 +261,5 @@ def main(cfg: DictConfig) -> None:
     # would otherwise repeat for every measurement.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    settings = Settings(
-        models=tuple(cfg.models),
-        steps=cfg.steps,
-        warmup=cfg.warmup,
-        repeats=cfg.repeats,
-        threads=cfg.threads,
-        data_path=cfg.data_path,
-        overrides=tuple(cfg.overrides),
-    )
-    result = run(settings)
+    result = run(settings_from(Settings, cfg))
     publish(result, format_table(result), cfg.json)

@@ -39,7 +39,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from wavelab.bench import check_settings, load_line, publish
+from wavelab.bench import check_settings, load_line, publish, settings_from
 from wavelab.compose import compose
 from wavelab.config import instantiate
 from wavelab.lit.wavgpt import WavGPTModule
@@ -253,8 +253,5 @@ def format_table(result: dict) -> str:
 
 def main(cfg: DictConfig) -> None:
     """``python -m wavelab.bench wavgpt``: ``cfg`` is conf/bench.yaml with conf/bench/wavgpt.yaml."""
-    settings = Settings(
-        steps=cfg.steps, warmup=cfg.warmup, threads=cfg.threads, overrides=tuple(cfg.overrides)
-    )
-    result = run(settings)
+    result = run(settings_from(Settings, cfg))
     publish(result, format_table(result), cfg.json)
