@@ -1,7 +1,7 @@
 """Where a WavGPT training step spends its time, and how much memory it needs.
 
     python -m wavelab.bench wavgpt                 # MiniLM, Shakespeare, T=256, batch 8
-    python -m wavelab.bench wavgpt threads=1 json=wavgpt.json overrides=[model.keep_ratio=0.125]
+    python -m wavelab.bench wavgpt threads=1 json=wavgpt.json model.keep_ratio=0.125
 
 Keys: conf/bench.yaml and conf/bench/wavgpt.yaml (``--help`` lists them). The model and data are
 composed from the real conf/ (``model=wavgpt``: the packaged all-MiniLM-L6-v2, default
