@@ -6,12 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from wavelab.config import CONFIG_DIR
+from wavelab.compose import compose
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,14 +40,7 @@ def compose_config(
     overrides: list[str], output_dir: Path, config_name: str = "config"
 ) -> DictConfig:
     """Composes the real conf/ like the CLI would, with the run dir set to ``output_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose(overrides, config_name, output_dir)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from wavelab.bench import lm
-from wavelab.bench.__main__ import main
 from wavelab.config import instantiate
 from wavelab.lit.optim import plain
 from wavelab.models.gpt import GPT, GPTConfig
@@ -50,29 +49,24 @@ def test_lm_bench_reports_every_model_and_path(tiny_shakespeare, cache_dir):
     assert "wavegpt (prev_block)" in lm.format_table(result)
 
 
-def test_cli_writes_json(tiny_shakespeare, cache_dir, tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    main(
-        [
-            "lm",
-            "--models",
-            "gpt",
-            "--steps",
-            "1",
-            "--warmup",
-            "0",
-            "--repeats",
-            "1",
-            "--data-path",
-            str(tiny_shakespeare),
-            "--json",
-            str(out),
-            *TINY,
-            f"paths.cache_dir={cache_dir}",
-        ]
+def test_cli_writes_json(tiny_shakespeare, entry):
+    out = entry.cwd / "bench.json"
+    result = entry(
+        "bench",
+        "lm",
+        "models=[gpt]",
+        "steps=1",
+        "warmup=0",
+        "repeats=1",
+        f"data_path={tiny_shakespeare}",
+        f"json={out}",
+        *TINY,  # overrides of the benchmarked config, passed on
     )
-    assert "ms/step" in capsys.readouterr().out
-    assert {r["path"] for r in json.loads(out.read_text())["rows"]} == set(lm.PATHS)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "ms/step" in result.stdout
+    saved = json.loads(out.read_text())
+    assert {r["path"] for r in saved["rows"]} == set(lm.PATHS)
+    assert saved["config"]["n_embd"] == 16 and saved["settings"]["models"] == ["gpt"]
 
 
 @pytest.mark.parametrize("model", ["gpt", "wavegpt"])

@@ -1,53 +1,109 @@
-"""``python -m wavelab.bench wavgpt`` on the tiny encoder (no timing assertions: CI is noisy)."""
+"""``python -m wavelab.bench wavgpt`` times WavGPT's own training step (no timing assertions:
+CI is noisy; only how the times are measured and what they add up to)."""
 
 from __future__ import annotations
 
-import argparse
+import copy
+import json
 
+import lightning as L
 import torch
 from wavgpt_checkpoint import blocks, tiny_module
 from wavgpt_fixtures import single_thread  # noqa: F401  (autouse fixture)
 
 from wavelab.bench import wavgpt
+from wavelab.compose import compose
+from wavelab.config import instantiate
 
 
-def test_bench_reports_every_section(tiny_encoder_dir, tiny_shakespeare, cache_dir):
-    settings = wavgpt.Settings(
-        steps=2,
-        warmup=0,
-        overrides=(
-            f"model.encoder.name_or_path={tiny_encoder_dir}",
-            f"data.path={tiny_shakespeare}",
-            f"paths.cache_dir={cache_dir}",
-            "data.block_size=32",
-            "data.batch_size=2",
-            "model.refine_layers=1",
-            "model.refine_heads=2",
-        ),
+def stacked(samples: list[dict]) -> dict[str, torch.Tensor]:
+    return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+
+def test_a_timed_step_is_the_modules_own_training_step(tiny_encoder_dir):
+    torch.manual_seed(0)
+    module = tiny_module(tiny_encoder_dir, keep_ratio=0.25).train()
+    untouched = copy.deepcopy(module)
+    batch = stacked(blocks(4))
+    clock = wavgpt.Clock(torch.device("cpu"))
+    optimizer = module.configure_optimizers()["optimizer"]
+
+    loss = wavgpt.train_step(module, optimizer, 1.0, batch, clock)
+
+    assert torch.equal(loss, untouched._shared_step(batch, "train").detach())
+    # Each stage ran once, inside the forward; the forward and the optimizer step once each.
+    assert {name: len(s) for name, s in clock.seconds.items()} == {
+        **dict.fromkeys(wavgpt.STAGES, 1),
+        "forward": 1,
+        "step": 1,
+    }
+    (head_loss,) = wavgpt.head_loss_seconds(clock.seconds)
+    assert head_loss >= 0  # the stages are disjoint parts of the forward
+    # The wrappers are gone again, and the step trained the core.
+    for locate in wavgpt.STAGES.values():
+        owner, method = locate(module)
+        assert method not in vars(owner)
+    changed = [
+        name
+        for (name, p), q in zip(module.core.named_parameters(), untouched.core.parameters())
+        if not torch.equal(p, q)
+    ]
+    assert any(n.startswith("dwt.") for n in changed)
+    assert any(n.startswith("refiner.") for n in changed)
+
+
+def test_the_bench_reports_every_section_and_the_real_losses(
+    tiny_encoder_dir, tiny_shakespeare, cache_dir, tmp_path
+):
+    overrides = (
+        f"model.encoder.name_or_path={tiny_encoder_dir}",
+        f"data.path={tiny_shakespeare}",
+        f"paths.cache_dir={cache_dir}",
+        "data.block_size=32",
+        "data.batch_size=2",
+        "model.refine_layers=1",
+        "model.refine_heads=2",
     )
-    result = wavgpt.run(settings)
-    assert set(result["ms"]) == {*wavgpt.SECTIONS, "lifting_backward"}
+    result = wavgpt.run(wavgpt.Settings(steps=2, warmup=0, overrides=overrides))
+    assert set(result["ms"]) == {*wavgpt.SECTIONS, "forward", "lifting_backward"}
     assert result["step_ms"] == sum(result["ms"][s] for s in wavgpt.SECTIONS)
     assert 0 < result["lifting_share_forward"] < result["lifting_share"] < 1
     assert 0 < result["tokens_per_s_real"] <= result["tokens_per_s_padded"]
-    assert result["peak_memory_mb"] > 0 and result["config"]["d"] == 32
-    table = wavgpt.format_table(result)
-    assert "filter + lifting" in table and "tokens/s real" in table
+    assert result["config"]["d"] == 32 and len(result["losses"]) == 2
+    assert "filter + lifting" in wavgpt.format_table(result)
+
+    # The first timed loss is the module's own _shared_step on the first batch, built the same way.
+    cfg = compose(["model=wavgpt", *overrides], output_dir=tmp_path)
+    L.seed_everything(cfg.seed, verbose=False)
+    data = instantiate(cfg.data)
+    data.prepare_data()
+    data.setup("fit")
+    module = instantiate(cfg.model).train()
+    first = module._shared_step(next(iter(data.train_dataloader())), "train")
+    assert result["losses"][0] == float(first.detach())
 
 
-def test_stages_are_the_core_forward(tiny_encoder_dir):
-    module = tiny_module(tiny_encoder_dir, keep_ratio=0.25).eval()
-    batch = blocks(4)
-    ids = torch.stack([b["input_ids"] for b in batch])
-    mask = torch.stack([b["attention_mask"] for b in batch])
-    staged = wavgpt.forward_stages(module, ids, mask, wavgpt.Clock(torch.device("cpu")))
-    _, out = module.encode(ids, mask)
-    for name in ("coeffs", "keep", "h_hat", "refined"):
-        torch.testing.assert_close(staged[name], getattr(out, name), rtol=0, atol=0)
-
-
-def test_arguments_parse():
-    parser = argparse.ArgumentParser()
-    wavgpt.add_arguments(parser)
-    args = parser.parse_args(["--steps", "3", "model.keep_ratio=0.125"])
-    assert args.steps == 3 and args.overrides == ["model.keep_ratio=0.125"]
+def test_the_cli_passes_training_overrides_on_and_writes_json(
+    entry, tiny_encoder_dir, tiny_shakespeare
+):
+    out = entry.cwd / "bench.json"
+    result = entry(
+        "bench",
+        "wavgpt",
+        "steps=1",
+        "warmup=0",
+        "threads=1",
+        f"json={out}",
+        "model.keep_ratio=0.125",  # not a bench key: an override of the benchmarked config
+        f"model.encoder.name_or_path={tiny_encoder_dir}",
+        f"data.path={tiny_shakespeare}",
+        "data.block_size=32",
+        "data.batch_size=2",
+        "model.refine_layers=1",
+        "model.refine_heads=2",
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    assert saved["config"]["keep_ratio"] == 0.125 and saved["settings"]["steps"] == 1
+    assert "training step" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from conftest import WAVGPT_SMALL
+from conftest import REPO, WAVGPT_SMALL
 
 from wavelab.data.lm import WindowDataset
 from wavelab.data.loading import ResumableSampler
@@ -50,7 +50,7 @@ def run_cli(args: list[str], tmp_path, tiny_shakespeare, cache_dir, timeout=240,
         f"paths.log_dir={tmp_path / 'logs'}",
         *(a for a in args if a not in flags),
     ]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO)}
     result = subprocess.run(
         cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import logging
 import shutil
 import statistics
+import struct
 
 import pytest
 import yaml
 
-from wavelab.report import main, report
+from wavelab.report import PANEL_INCHES, format_x_axis, report
 
 # (model, seed) -> final val/loss of a made-up 2 x 3 sweep
 LOSSES = {
@@ -77,12 +80,78 @@ def test_without_repeats_every_job_is_its_own_setting(seed_sweep, tmp_path, kwar
     assert out["markdown"].read_text().splitlines()[0] == header
 
 
-def test_a_sweep_over_seeds_alone_plots_against_the_seed(tmp_path, seed_sweep, capsys):
+def test_a_sweep_over_seeds_alone_plots_against_the_seed(tmp_path, seed_sweep, entry):
     gpt_only = tmp_path / "gpt_only"
     for job in seed_sweep.iterdir():
         if "model=gpt\n" in (job / ".hydra" / "overrides.yaml").read_text():
             shutil.copytree(job, gpt_only / job.name)
-    main([str(gpt_only), "--metrics", "val/loss"])
-    printed = capsys.readouterr().out
-    assert printed.splitlines()[0] == "| job | seed | val/loss |"
-    assert not (gpt_only / "summary.csv").exists()
+    result = entry("report", str(gpt_only), "metrics=[val/loss]")  # a bare path: sweep_dir=
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "| job | seed | val/loss |"
+    assert (gpt_only / "report" / "report.png").is_file()
+    assert not (gpt_only / "report" / "summary.csv").exists()
+
+
+def png_size(path) -> tuple[int, int]:
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])  # the IHDR chunk
+    return width, height
+
+
+def test_many_metrics_make_a_grid_of_at_most_four_columns(tmp_path):
+    sweep = tmp_path / "sweep"
+    names = [f"val/m{i}" for i in range(14)]
+    for num, ratio in enumerate([0.0625, 0.125, 0.25]):
+        job = sweep / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"keep_ratio={ratio}"]))
+        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"keep_ratio": ratio}))
+        metrics = {m: i * ratio for i, m in enumerate(names)}
+        (job / "metrics.json").write_text(json.dumps({"final": metrics, "best": metrics}))
+    width, height = png_size(report(sweep)["plot"])
+    panel_w, panel_h = (100 * inches for inches in PANEL_INCHES)  # saved at 100 dpi
+    assert width == 4 * panel_w  # 14 panels: 4 columns ...
+    assert 4 * panel_h <= height < 5 * panel_h  # ... in 4 rows
+    assert png_size(report(sweep, columns=2)["plot"])[0] == 2 * panel_w
+
+
+def test_a_second_report_goes_beside_the_first_unless_overwrite(seed_sweep):
+    first = report(seed_sweep, metrics=["val/loss"])
+    assert first["markdown"] == seed_sweep / "report" / "report.md"
+    second = report(seed_sweep, metrics=["val/acc"])
+    assert second["markdown"] == seed_sweep / "report_2" / "report.md"
+    assert "val/loss" in first["markdown"].read_text()  # the first is untouched
+    third = report(seed_sweep, metrics=["val/acc"], overwrite=True)
+    assert third["markdown"] == first["markdown"] and "val/acc" in third["markdown"].read_text()
+    assert not (seed_sweep / "report_3").exists()
+
+
+def test_a_truncated_metrics_json_is_skipped_with_a_warning_naming_it(seed_sweep, caplog):
+    broken = seed_sweep / "0" / "metrics.json"
+    broken.write_text(broken.read_text()[:20])  # killed while writing it
+    with caplog.at_level(logging.WARNING, logger="wavelab.report"):
+        out = report(seed_sweep, metrics=["val/loss"])
+    assert str(broken) in caplog.text
+    jobs = read_csv(out["csv"])
+    assert [j["job"] for j in jobs] == ["1", "2", "3", "4", "5"]
+
+
+def test_learning_rate_ticks_are_few_short_and_only_major(tmp_path):
+    """An Optuna lr search: 20 log-uniform values; their ticks must not overlap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lrs = [10 ** (-4 + 1.5 * i / 19) for i in range(20)]
+    fig, ax = plt.subplots(figsize=PANEL_INCHES)
+    ax.plot(lrs, range(20), "o")
+    format_x_axis(ax, lrs, numeric=True, log_x=True, categories=[])
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    labels = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+    assert ax.get_xscale() == "log"
+    assert 2 <= len(labels) <= 6 and all(len(label) <= 6 for label in labels), labels
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text() in labels]
+    assert not any(a.overlaps(b) for a, b in itertools.pairwise(boxes))
+    plt.close(fig)

@@ -9,6 +9,7 @@ import struct
 
 import pytest
 import yaml
+from conftest import assert_clean_error
 from test_ddp import run_cli
 
 from wavelab.report import report
@@ -34,6 +35,14 @@ def job_dirs(sweep_root):
     return sweep, sorted(p for p in sweep.iterdir() if p.name.isdigit())
 
 
+needs_joblib = pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
+    reason="needs the [sweeps] extra",
+)
+# What quiet_lightning() silences; worker processes must not print it either.
+SILENCED = ("💡 Tip", "LeafSpec")
+
+
 @pytest.fixture(scope="module")
 def wandb_sweep(tmp_path_factory, tiny_shakespeare, cache_dir):
     """A 3-job multirun logging to W&B (offline): the sweep dir."""
@@ -42,6 +51,12 @@ def wandb_sweep(tmp_path_factory, tiny_shakespeare, cache_dir):
         ["-m", *FAST, "logger=wandb", "model.net.n_layer=1,2,3"], tmp, tiny_shakespeare, cache_dir
     )
     return job_dirs(tmp / "logs/train/multiruns")[0]
+
+
+def wandb_run(job_dir):
+    """The ``run`` record of a job's offline W&B run."""
+    (run_file,) = job_dir.glob("wandb/offline-run-*/*.wandb")
+    return next(r.run for t, r in wandb_records(run_file) if t == "run")
 
 
 def wandb_records(path):
@@ -87,8 +102,8 @@ def test_each_job_is_its_own_finished_wandb_run(wandb_sweep):
         records = list(wandb_records(run_file))
         run = next(r.run for t, r in records if t == "run")
         ids.add(run.run_id)
-        assert run.run_group == f"train/{wandb_sweep.name}"  # grouped by sweep
-        assert f"model.net.n_layer={n_layer}" in run.display_name  # named by its overrides
+        assert run.run_group == f"train/{wandb_sweep.name}"  # the task and the sweep's time
+        assert run.display_name == f"n_layer={n_layer}"  # the swept key alone, not every override
         config = {
             i.key: json.loads(i.value_json)
             for t, r in records
@@ -123,24 +138,58 @@ def test_report_tables_and_plots_a_sweep(wandb_sweep, tmp_path):
     assert out["plot"].read_bytes()[:4] == b"\x89PNG"
 
 
+def assert_jobs_ran(tmp_path, n_jobs: int):
+    """Every job of the sweep under tmp_path trained to the end and logged into its own dir."""
+    sweep, jobs = job_dirs(tmp_path / "logs/train/multiruns")
+    assert len(jobs) == n_jobs
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["global_step"] == 4
+        assert "model: " in (job / "run.log").read_text()  # the job's console log, in its dir
+    return sweep
+
+
 @needs_submitit
-def test_submitit_local_launcher_runs_every_job(tmp_path, tiny_shakespeare, cache_dir):
+def test_local_launcher_runs_every_job_in_its_own_process(tmp_path, tiny_shakespeare, cache_dir):
     run_cli(
-        ["-m", *FAST, "hydra/launcher=submitit_local", "model.net.n_layer=1,2"],
+        ["-m", *FAST, "hydra/launcher=local", "model.net.n_layer=1,2"],
         tmp_path,
         tiny_shakespeare,
         cache_dir,
     )
-    sweep, jobs = job_dirs(tmp_path / "logs/train/multiruns")
-    assert len(jobs) == 2 and all((j / "metrics.json").is_file() for j in jobs)
-    assert (sweep / ".submitit").is_dir()
+    sweep = assert_jobs_ran(tmp_path, 2)
+    errs = list((sweep / ".submitit").glob("*_0_log.err"))  # one flat folder, by job id
+    assert len(errs) == 2
+    assert not [p for p in tmp_path.rglob("*%j*")]  # no dir named after an unfilled %j
+    for err in errs:  # the worker silenced what __main__ silences in a single run
+        assert not [s for s in SILENCED if s in err.read_text()], err.read_text()[-2000:]
+
+
+@needs_joblib
+def test_joblib_launcher_runs_jobs_in_parallel_workers(tmp_path, tiny_shakespeare, cache_dir):
+    result = run_cli(
+        ["-m", *FAST, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.net.n_layer=1,2"],
+        tmp_path,
+        tiny_shakespeare,
+        cache_dir,
+    )
+    assert_jobs_ran(tmp_path, 2)
+    out = result.stdout + result.stderr
+    assert not [s for s in SILENCED if s in out], out[-3000:]
+
+
+@needs_submitit
+def test_slurm_launcher_without_slurm_is_one_clear_line(entry, tiny_shakespeare):
+    result = entry("run", "-m", "hydra/launcher=slurm", f"data.path={tiny_shakespeare}", "seed=1,2")
+    assert_clean_error(result, "hydra/launcher=slurm", "srun")
+    assert not (entry.cwd / "logs").exists()  # refused before the sweep dir was made
 
 
 @needs_optuna
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, tiny_shakespeare, cache_dir):
-    run_cli(
+    result = run_cli(
         [
             "hparams_search=gpt_optuna",
+            "logger=wandb",
             "hydra.sweeper.n_trials=2",
             "trainer.max_steps=2",
             "trainer.val_check_interval=2",
@@ -156,14 +205,16 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, tiny_shakespea
     assert set(best["best_params"]) == {"model.optimizer.lr"}
     trials = [json.loads((j / "metrics.json").read_text())["final"]["val/loss_best"] for j in jobs]
     assert best["best_value"] == pytest.approx(min(trials))
+    for job in jobs:  # named by the one key Optuna searched, grouped by the search and its time
+        lr = yaml.safe_load((job / ".hydra/config.yaml").read_text())["model"]["optimizer"]["lr"]
+        run = wandb_run(job)
+        assert run.display_name == f"lr={lr:.3g}"
+        assert run.run_group == f"train/gpt_optuna/{sweep.name}"
+    assert "alembic" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("launcher", ["slurm", "submitit_local", "joblib"])
-def test_launcher_configs_compose(make_cfg, launcher):
-    module = "joblib" if launcher == "joblib" else "submitit"
-    if importlib.util.find_spec(f"hydra_plugins.hydra_{module}_launcher") is None:
-        pytest.skip("needs the [sweeps] extra")
-    cfg = make_cfg(f"hydra/launcher={launcher}")
-    if launcher == "slurm":
-        assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 1
-        assert cfg.hydra.launcher.timeout_min == 240
+@needs_submitit
+def test_slurm_launcher_config_composes(make_cfg):
+    cfg = make_cfg("hydra/launcher=slurm")
+    assert cfg.hydra.launcher.tasks_per_node == cfg.hydra.launcher.gpus_per_node == 1
+    assert cfg.hydra.launcher.timeout_min == 240

@@ -180,3 +180,20 @@ def quiet_lightning() -> None:
     )
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+
+def bare_word_as(key: str, choices: Sequence[str] | None = None) -> None:
+    """Lets ``python -m wavelab.<entry> WORD ...`` stand for ``... key=WORD ...``: rewrites a bare
+    first argument of ``sys.argv`` in place. With ``choices``, a ``key`` value outside them exits
+    with one line naming the allowed ones (Hydra's own message would be a paragraph)."""
+    args = sys.argv[1:]
+    if args and not args[0].startswith("-") and "=" not in args[0]:
+        sys.argv[1] = f"{key}={args[0]}"
+    for arg in sys.argv[1:]:
+        name, sep, value = arg.partition("=")
+        if sep and name == key and choices is not None and value not in choices:
+            print(
+                f"error: {key}={value} is invalid: choose one of {', '.join(choices)}",
+                file=sys.stderr,
+            )
+            sys.exit(USER_ERROR_EXIT)

@@ -1,7 +1,9 @@
 """Building the configured Lightning loggers, with W&B's run identity filled in per job.
 
 conf/logger/wandb.yaml leaves ``mode``, ``group``, ``name`` and ``id`` null to mean "decide per
-job"; :func:`wandb_defaults` decides them here, where the Hydra job and the run dir are known.
+job"; :func:`wandb_defaults` decides them here, where the Hydra job and the run dir are known. A
+sweep's runs are named by the keys it varies, which ``wavelab.hydra_callbacks.SweepSetup``
+records before its jobs start (each job sees only its own overrides).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from wavelab.config import instantiate
+from wavelab.hydra_callbacks import read_swept_keys
 
 RUN_ID_FILE = "wandb_run_id"
 
@@ -29,29 +32,79 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     for logger_cfg in (cfg.get("logger") or {}).values():
         if not logger_cfg:
             continue
-        extra = {}
-        if str(logger_cfg.get("_target_", "")).endswith("WandbLogger"):
-            extra = wandb_defaults(logger_cfg, cfg)
-        loggers.append(instantiate(logger_cfg, **extra))
+        is_wandb = str(logger_cfg.get("_target_", "")).endswith("WandbLogger")
+        logger = instantiate(logger_cfg, **(wandb_defaults(logger_cfg, cfg) if is_wandb else {}))
+        if is_wandb:
+            # Lightning always hands wandb.init `anonymous=None`, which wandb (>= 0.19) answers
+            # with "The anonymous setting has no effect" in every run; the setting is gone.
+            logger._wandb_init.pop("anonymous", None)
+        loggers.append(logger)
     return loggers
 
 
 def wandb_defaults(logger_cfg: DictConfig, cfg: DictConfig) -> dict:
     """Values for the W&B keys the config leaves null."""
     run_dir = Path(cfg.paths.output_dir)
-    job = HydraConfig.get().job if HydraConfig.initialized() else None
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
     out = {}
     if logger_cfg.get("mode") is None and "WANDB_MODE" not in os.environ:
         out["mode"] = "online" if has_wandb_credentials() else "offline"
     if logger_cfg.get("group") is None:
-        out["group"] = cfg.task_name
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            out["group"] = f"{cfg.task_name}/{Path(HydraConfig.get().sweep.dir).name}"
+        out["group"] = run_group(cfg.task_name, hydra)
     if logger_cfg.get("name") is None:
-        out["name"] = (job.override_dirname if job else "") or run_dir.name
+        out["name"] = (run_name(hydra) if hydra else "") or run_dir.name
     if logger_cfg.get("id") is None:
         out["id"] = wandb_run_id(run_dir)
     return out
+
+
+def in_sweep(hydra: DictConfig | None) -> bool:
+    return hydra is not None and hydra.mode == RunMode.MULTIRUN
+
+
+def run_group(task_name: str, hydra: DictConfig | None) -> str:
+    """``<task>[/<experiment or hparams_search>][/<sweep time>]``, e.g.
+    ``train/gpt_optuna/2026-11-23_18-00-00``: a sweep's jobs share it, and it says what ran."""
+    parts = [task_name]
+    if hydra is not None:
+        choices = hydra.runtime.choices
+        study = choices.get("experiment") or choices.get("hparams_search")
+        if study and study != task_name:  # experiments name their task after themselves
+            parts.append(study)
+    if in_sweep(hydra):
+        parts.append(Path(hydra.sweep.dir).name)
+    return "/".join(parts)
+
+
+def run_name(hydra: DictConfig) -> str:
+    """In a sweep, the values of the keys it varies (``n_layer=2,lr=0.0003``), so the runs of a
+    group tell apart at a glance; in a single run, its overrides (Hydra's override_dirname)."""
+    swept = read_swept_keys(Path(hydra.sweep.dir)) if in_sweep(hydra) else None
+    if not swept:
+        return hydra.job.override_dirname
+    values = {}
+    for line in hydra.overrides.task:
+        key, _, value = line.lstrip("+~").partition("=")
+        values[key] = value
+    names = short_names([k for k in swept if k in values])
+    return ",".join(f"{names[k]}={short_value(values[k])}" for k in names)
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its last part (``model.optimizer.lr`` -> ``lr``), unless two keys share
+    it; then those keep their full name."""
+    last = {k: k.replace("/", ".").rsplit(".", 1)[-1] for k in keys}
+    clashes = {name for name in last.values() if list(last.values()).count(name) > 1}
+    return {k: (k if name in clashes else name) for k, name in last.items()}
+
+
+def short_value(value: str) -> str:
+    """Floats with 3 significant digits (Optuna's 0.000314159... -> 0.000314), else as typed."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if value.lstrip("-").isdigit() else f"{number:.3g}"
 
 
 def wandb_run_id(run_dir: Path) -> str:

@@ -1,29 +1,42 @@
-"""Tabulate and plot a sweep: ``python -m wavelab.report <sweep dir> [--x KEY] [--metrics ...]``.
+"""Tabulate and plot a sweep: ``python -m wavelab.report <sweep dir> [key=value ...]``.
 
-Reads every job under the sweep dir from the files the runs wrote (no W&B needed): its overrides
-(``.hydra/overrides.yaml``), its config (``.hydra/config.yaml``) and its metrics
-(``metrics.json``). Writes ``report.md``, ``report.csv`` and ``report.png`` into the sweep dir:
-one panel per metric against the swept parameter ``--x`` (by default the first override whose
-value differs between jobs); any other differing override splits the jobs into one line each.
-``--baseline`` draws a metric as a horizontal reference, e.g. an upper bound.
+The keys are in conf/report.yaml (``--help`` lists them); the first bare argument stands for
+``sweep_dir=``. Reads every job under the sweep dir from the files the runs wrote (no W&B needed):
+its overrides (``.hydra/overrides.yaml``), its config (``.hydra/config.yaml``) and its metrics
+(``metrics.json``; a job without one, or with one cut short, is skipped with a warning). Writes
+``report.md``, ``report.csv`` and ``report.png`` into ``<sweep dir>/report/``: a grid of panels,
+one per metric against the swept parameter ``x`` (by default the first override whose value
+differs between jobs); any other differing override splits the jobs into one line each.
+``baseline`` draws a metric as a horizontal reference, e.g. an upper bound. A dir that already
+holds a report is never written over: the next report goes to ``report_2/``, ``report_3/``, ...
+unless ``overwrite=true``.
 
-Jobs that differ only in ``--repeats`` (default ``seed``) are repeats of one setting: the report
+Jobs that differ only in ``repeats`` (default ``seed``) are repeats of one setting: the report
 adds their mean, sample standard deviation and count per setting (``summary.csv`` and a second
 table in ``report.md``), and the plot draws the mean with ±1 std error bars over the single runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
+import logging
 import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from wavelab.cli import bare_word_as, hydra_entry
+from wavelab.errors import ConfigError
+
+log = logging.getLogger("wavelab.report")
+
+WHICH = ("final", "best")
+PANEL_INCHES = (4.0, 3.0)  # width, height of one metric's panel
+MAX_LISTED_TICKS = 8  # up to this many distinct x values each get a labelled tick
 
 
 @dataclass
@@ -41,6 +54,20 @@ class Job:
         return value
 
 
+def read_metrics(path: Path) -> dict | None:
+    """A job's metrics.json, or None (with a warning naming it) when it is cut short or corrupt:
+    a job killed while writing it must not take the whole report down."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("skipping %s: unreadable (%s)", path, e)
+        return None
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(w), dict) for w in WHICH):
+        log.warning("skipping %s: no 'final' and 'best' metrics in it", path)
+        return None
+    return metrics
+
+
 def load_jobs(sweep_dir: Path) -> list[Job]:
     jobs = []
     for overrides_file in sweep_dir.rglob(".hydra/overrides.yaml"):
@@ -48,18 +75,15 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
         metrics_file = job_dir / "metrics.json"
         if not metrics_file.is_file():
             continue  # a job that failed before its first validation
+        metrics = read_metrics(metrics_file)
+        if metrics is None:
+            continue
         overrides = {}
         for line in yaml.safe_load(overrides_file.read_text()) or []:
             key, _, value = line.lstrip("+~").partition("=")
             overrides[key] = value
-        jobs.append(
-            Job(
-                job_dir,
-                overrides,
-                OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "config.yaml")),
-                json.loads(metrics_file.read_text()),
-            )
-        )
+        config = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "config.yaml"))
+        jobs.append(Job(job_dir, overrides, config, metrics))
     # Hydra numbers the jobs 0, 1, ...; sort numerically where it did.
     return sorted(jobs, key=lambda j: (len(j.dir.name), str(j.dir)))
 
@@ -121,7 +145,44 @@ def summary_rows(groups: dict[tuple, list[Job]], metrics: list[str], which: str)
     return rows
 
 
-def plot(jobs, x_key, series_keys, metrics, baseline, baseline_on, which, out_path: Path) -> Path:
+def tick_label(value: float, _pos=None) -> str:
+    """Short tick labels: 0.0003, 0.0625, 3e-05, 128."""
+    return f"{value:.3g}"
+
+
+def format_x_axis(ax, xs: list, numeric: bool, log_x: bool, categories: list[str]) -> None:
+    """Readable x ticks: every value when there are few, else a handful, never overlapping."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+
+    if not numeric:
+        ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+        return
+    if log_x:
+        ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())  # log axes label minor ticks: the overlap
+    distinct = sorted(set(xs))
+    if len(distinct) <= MAX_LISTED_TICKS:
+        ax.set_xticks(distinct, [tick_label(x) for x in distinct])
+    else:
+        locator = LogLocator(subs=(1, 2, 5), numticks=6) if log_x else MaxNLocator(5)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(FuncFormatter(tick_label))
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def plot(
+    jobs: list[Job],
+    x_key: str,
+    series_keys: list[str],
+    metrics: list[str],
+    baseline: str | None,
+    baseline_on: list[str] | None,
+    which: str,
+    out_path: Path,
+    columns: int = 4,
+) -> Path:
+    """A grid of panels (at most ``columns`` a row), one metric each against ``x_key``, with one
+    legend and one x label for the whole figure."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on clusters and CI
@@ -129,32 +190,48 @@ def plot(jobs, x_key, series_keys, metrics, baseline, baseline_on, which, out_pa
 
     xs = [j.param(x_key) for j in jobs]
     numeric = all(is_number(x) for x in xs)
+    categories = list(dict.fromkeys(str(x) for x in xs))
     if not numeric:  # categorical x (e.g. model=gpt,wavegpt): one tick per value, in order
-        ticks = list(dict.fromkeys(str(x) for x in xs))
-        xs = [ticks.index(str(x)) for x in xs]
-    log_x = numeric and min(xs) > 0 and max(xs) / min(xs) >= 100
+        xs = [categories.index(str(x)) for x in xs]
+    # Log scale once the values span a decade (learning rates, keep ratios); not for sizes.
+    log_x = numeric and min(xs) > 0 and max(xs) / min(xs) >= 10
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
-    series = {}
+    ncols = min(columns, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows + 0.6),
+        sharex=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    series: dict[str, list] = {}
     for job, x in zip(jobs, xs):
         label = ", ".join(f"{k}={job.overrides.get(k)}" for k in series_keys)
         series.setdefault(label, []).append((x, job))
-    for ax, metric in zip(axes[0], metrics):
+    # Lines join a series' points only in a grid sweep (every series has the same x values); a
+    # search (Optuna) samples x per trial, and lines between its trials would mean nothing.
+    grid = numeric and len({tuple(sorted({x for x, _ in p})) for p in series.values()}) == 1
+    legend: dict[str, object] = {}  # label -> handle, the same lines in every panel
+    flat = axes.ravel()
+    for ax, metric in zip(flat, metrics):
         for label, points in series.items():
             by_x: dict = {}  # repeats of one setting share an x
             for x, job in sorted(points, key=lambda p: p[0]):
                 by_x.setdefault(x, []).append(job.metrics[which].get(metric, math.nan))
             stats = [mean_std([v for v in vs if not math.isnan(v)]) for vs in by_x.values()]
+            repeated = any(len(vs) > 1 for vs in by_x.values())
             line = ax.errorbar(
                 list(by_x),
                 [m for m, _ in stats],
-                yerr=[sd for _, sd in stats] if any(len(vs) > 1 for vs in by_x.values()) else None,
+                yerr=[sd for _, sd in stats] if repeated else None,
                 marker="o",
-                linestyle="-" if numeric else "none",  # no line between unordered categories
+                linestyle="-" if grid else "none",
                 capsize=3,
                 label=label or None,
             )
-            if any(len(vs) > 1 for vs in by_x.values()):  # the single runs behind each mean
+            if repeated:  # the single runs behind each mean
                 ax.scatter(
                     [x for x, vs in by_x.items() for _ in vs],
                     [v for vs in by_x.values() for v in vs],
@@ -167,23 +244,50 @@ def plot(jobs, x_key, series_keys, metrics, baseline, baseline_on, which, out_pa
             if values:
                 level = sum(values) / len(values)
                 ax.axhline(level, color="gray", linestyle="--", label=f"{baseline} ({level:.4g})")
-        if log_x:
-            ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(range(len(ticks)), ticks, rotation=20, ha="right")
-        ax.set_xlabel(x_key)
-        ax.set_title(f"{metric} ({which})")
+        format_x_axis(ax, xs, numeric, log_x, categories)
+        ax.set_title(metric, fontsize="medium")
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=120)
+        handles, labels = ax.get_legend_handles_labels()
+        legend.update((lab, h) for h, lab in zip(handles, labels) if lab not in legend)
+    for i, ax in enumerate(flat):
+        if i >= len(metrics):
+            ax.remove()  # the last row's empty slots
+        elif i + ncols >= len(metrics):  # nothing below this panel: it shows its own x ticks
+            ax.xaxis.set_tick_params(labelbottom=True)
+    fig.supxlabel(f"{x_key}    ({which} metrics of {len(jobs)} jobs)")
+    if legend:
+        fig.legend(
+            list(legend.values()),
+            list(legend),
+            loc="outside upper center",
+            ncols=min(len(legend), 3),
+            fontsize="small",
+        )
+    fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
 
 
+def free_dir(out_dir: Path, overwrite: bool) -> Path:
+    """``out_dir``, or when it already holds a report (and ``overwrite`` is off) the first of
+    ``<out_dir>_2``, ``<out_dir>_3``, ... that does not."""
+    candidate, n = out_dir, 1
+    while not overwrite and (candidate / "report.md").exists():
+        n += 1
+        candidate = out_dir.with_name(f"{out_dir.name}_{n}")
+    return candidate
+
+
+def check_known(key: str, wanted: list[str], known: set[str]) -> None:
+    unknown = [m for m in wanted if m not in known]
+    if unknown:
+        raise ConfigError(
+            f"{key}={unknown[0]} is invalid: no job logged it; logged: {', '.join(sorted(known))}"
+        )
+
+
 def report(
-    sweep_dir: str | Path,
+    sweep_dir: str | Path | None,
     x: str | None = None,
     metrics: list[str] | None = None,
     baseline: str | None = None,
@@ -191,31 +295,57 @@ def report(
     which: str = "final",
     out_dir: str | Path | None = None,
     repeats: str | None = "seed",
+    overwrite: bool = False,
+    columns: int = 4,
 ) -> dict[str, Path]:
+    """Writes the report of ``sweep_dir``; returns the paths written (csv, markdown, plot and,
+    with repeats, summary). Raises ConfigError naming the key for any bad argument."""
+    if sweep_dir is None:
+        raise ConfigError(
+            "sweep_dir=null is invalid: name a multirun dir, e.g. logs/train/multiruns/<time>"
+        )
     sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"sweep_dir={sweep_dir} is invalid: no such directory")
+    if which not in WHICH:
+        raise ConfigError(f"which={which} is invalid: choose one of {', '.join(WHICH)}")
+    if not isinstance(columns, int) or columns < 1:
+        raise ConfigError(f"columns={columns} is invalid: need a whole number >= 1")
     jobs = load_jobs(sweep_dir)
     if not jobs:
-        raise SystemExit(
-            f"no finished jobs (.hydra/overrides.yaml + metrics.json) under {sweep_dir}"
+        raise ConfigError(
+            f"sweep_dir={sweep_dir} is invalid: no finished jobs under it (a job dir holds "
+            ".hydra/overrides.yaml and a readable metrics.json)"
         )
+    logged = {k for j in jobs for k in j.metrics[which]}
+    check_known("metrics", list(metrics or []), logged)
+    check_known("baseline", [baseline] if baseline else [], logged)
+    check_known("baseline_on", list(baseline_on or []), set(metrics or logged))
     varying = varying_keys(jobs)
+    if x is not None and all(j.param(x) is None for j in jobs):
+        raise ConfigError(
+            f"x={x} is invalid: no job sets it; keys that differ between jobs: "
+            f"{', '.join(varying) or 'none'}"
+        )
     settings = [k for k in varying if k != repeats]
     if repeats not in varying or not settings or x == repeats:
         repeats = None  # no repeats, nothing but them, or plotted against: one job, one setting
         settings = varying
     x = x or (settings[0] if settings else None)
     if x is None:
-        raise SystemExit("the jobs share all their overrides: say which key to plot with --x")
+        raise ConfigError("x=null is invalid: the jobs share all their overrides; name the key")
     if metrics is None:  # every validation metric the jobs logged
-        metrics = sorted({k for j in jobs for k in j.metrics[which] if k.startswith("val/")})
+        metrics = sorted(k for k in logged if k.startswith("val/"))
     metrics = [m for m in metrics if m != baseline]
+    if not metrics:
+        raise ConfigError(f"metrics=null is invalid: no val/* metric logged; logged: {logged}")
     series_keys = [k for k in settings if k != x]
     job_keys = [*series_keys, *([repeats] if repeats else [])]
     shown = [*metrics, *([baseline] if baseline else [])]
 
-    out_dir = Path(out_dir or sweep_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["job", x, *job_keys, *shown]
+    out = free_dir(Path(out_dir) if out_dir else sweep_dir / "report", overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    header = ["job", x, *job_keys, *shown]
     rows = [
         [
             j.dir.relative_to(sweep_dir).as_posix(),
@@ -225,57 +355,57 @@ def report(
         ]
         for j in jobs
     ]
-    paths = {"csv": write_csv(out_dir / "report.csv", columns, rows)}
-    lines = markdown_table(columns, rows)
+    paths = {"csv": write_csv(out / "report.csv", header, rows)}
+    lines = markdown_table(header, rows)
     if repeats:
         groups = group_repeats(jobs, [x, *series_keys])
-        columns = [x, *series_keys, "n", *(f"{m} {s}" for m in shown for s in ("mean", "std"))]
-        rows = summary_rows(groups, shown, which)
-        paths["summary"] = write_csv(out_dir / "summary.csv", columns, rows)
-        lines += ["", f"Mean and sample std over {repeats}:", "", *markdown_table(columns, rows)]
-    paths["markdown"] = out_dir / "report.md"
+        summary_columns = [
+            x,
+            *series_keys,
+            "n",
+            *(f"{m} {s}" for m in shown for s in ("mean", "std")),
+        ]
+        summary = summary_rows(groups, shown, which)
+        paths["summary"] = write_csv(out / "summary.csv", summary_columns, summary)
+        lines += ["", f"Mean and sample std over {repeats}:", ""]
+        lines += markdown_table(summary_columns, summary)
+    paths["markdown"] = out / "report.md"
     paths["markdown"].write_text("\n".join(lines) + "\n")
     paths["plot"] = plot(
-        jobs, x, series_keys, metrics, baseline, baseline_on, which, out_dir / "report.png"
+        jobs, x, series_keys, metrics, baseline, baseline_on, which, out / "report.png", columns
     )
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", help="a multirun dir, e.g. logs/train/multiruns/<time>")
-    parser.add_argument("--x", help="the swept config key (default: the first that varies)")
-    parser.add_argument("--metrics", nargs="+", help="metrics to show (default: all val/*)")
-    parser.add_argument("--baseline", help="a metric drawn as a horizontal reference line")
-    parser.add_argument(
-        "--baseline-on", nargs="+", help="the panels (metrics) to draw it on (default: all)"
-    )
-    parser.add_argument(
-        "--which",
-        choices=["final", "best"],
-        default="final",
-        help="final: the last validation; best: the validation with the best monitored metric",
-    )
-    parser.add_argument("--out", help="where to write report.{md,csv,png} (default: sweep dir)")
-    parser.add_argument(
-        "--repeats",
-        default="seed",
-        help="the key whose values are repeats of one setting, summarised as mean and std "
-        "(default: seed; 'none' lists every job as its own setting)",
-    )
-    args = parser.parse_args(argv)
+def as_list(value) -> list[str] | None:
+    """A list key given as a list (``metrics=[a,b]``) or as one value (``metrics=a``)."""
+    if value is None:
+        return None
+    return [str(v) for v in value] if OmegaConf.is_list(value) else [str(value)]
+
+
+@hydra_entry("report")
+def report_entry(cfg: DictConfig) -> None:
     paths = report(
-        args.sweep_dir,
-        args.x,
-        args.metrics,
-        args.baseline,
-        args.baseline_on,
-        args.which,
-        args.out,
-        repeats=None if args.repeats == "none" else args.repeats,
+        cfg.sweep_dir,
+        x=cfg.x,
+        metrics=as_list(cfg.metrics),
+        baseline=cfg.baseline,
+        baseline_on=as_list(cfg.baseline_on),
+        which=cfg.which,
+        out_dir=cfg.out_dir,
+        repeats=cfg.repeats,
+        overwrite=cfg.overwrite,
+        columns=cfg.columns,
     )
     print(paths["markdown"].read_text())
-    print("\n".join(f"wrote {p}" for p in paths.values()))
+    for path in paths.values():
+        log.info("wrote %s", path)
+
+
+def main() -> None:
+    bare_word_as("sweep_dir")
+    report_entry()
 
 
 if __name__ == "__main__":

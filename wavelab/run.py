@@ -301,6 +301,7 @@ def train_entry(cfg: DictConfig) -> float | None:
 PLUGINS = {
     "hparams_search=": "hydra_plugins.hydra_optuna_sweeper",
     "hydra/launcher=submitit": "hydra_plugins.hydra_submitit_launcher",
+    "hydra/launcher=local": "hydra_plugins.hydra_submitit_launcher",
     "hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher",
     "hydra/launcher=joblib": "hydra_plugins.hydra_joblib_launcher",
 }

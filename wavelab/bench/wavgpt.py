@@ -1,32 +1,32 @@
 """Where a WavGPT training step spends its time, and how much memory it needs.
 
-    python -m wavelab.bench wavgpt                    # MiniLM, Shakespeare, T=256, batch 8
-    python -m wavelab.bench wavgpt --json wavgpt.json model.keep_ratio=0.125   # Hydra overrides
+    python -m wavelab.bench wavgpt                 # MiniLM, Shakespeare, T=256, batch 8
+    python -m wavelab.bench wavgpt threads=1 json=wavgpt.json model.keep_ratio=0.125
 
-The model and data are composed from the real conf/ (``model=wavgpt``: the packaged
-all-MiniLM-L6-v2, default refinement, Shakespeare blocks from ``WordPieceDataModule``), and the
-optimizer is the module's own ``configure_optimizers``. A bare loop then runs the training step
-one stage at a time, with a timer around each:
+Keys: conf/bench.yaml and conf/bench/wavgpt.yaml (``--help`` lists them). The model and data are
+composed from the real conf/ (``model=wavgpt``: the packaged all-MiniLM-L6-v2, default
+refinement, Shakespeare blocks from ``WordPieceDataModule``), and the optimizer is the module's
+own ``configure_optimizers``. A bare loop runs the module's real training step
+(``WavGPTModule._shared_step``, then backward, clipping and the optimizer step) and times each
+stage where it runs, by wrapping the stage's method on the module for the duration:
 
     encoder   frozen encoder forward            refine     refiner forward
-    dwt       lifting transform                 head_loss  student + teacher logits, loss
-    filter    scores, top-k, masks              step       backward, clipping, AdamW step
-    inverse   inverse lifting transform
+    dwt       lifting transform                 head_loss  the rest of the forward: student and
+    filter    scores, top-k, masks                         teacher logits, loss, step metrics
+    inverse   inverse lifting transform         step       backward, clipping, AdamW step
 
-The stages are exactly ``WavGPTCore.forward`` and ``WavGPTModule._shared_step`` taken apart
-(tests check it). Filter and lifting also cost time in the backward pass, hidden in ``step``;
-``lifting_backward`` times it separately, by a backward pass through those three stages alone,
+Filter and lifting also cost time in the backward pass, hidden in ``step``; ``lifting_backward``
+times it separately, by a backward pass from the core's inverse transform (``h_hat``) alone,
 and the table adds it to their share. Medians over the timed steps; other processes on the
 machine add noise, which the load averages printed before and after help judge.
 
-On a shared CPU, use ``--threads 1``: when another process keeps a core busy, torch's second
+On a shared CPU, use ``threads=1``: when another process keeps a core busy, torch's second
 thread turns every small elementwise op (all of lifting and the filter) into a wait of
 milliseconds, about 100x their cost, and their share then measures the contention, not the code.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import statistics
@@ -34,20 +34,25 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from wavelab.bench import load_line, publish
-from wavelab.config import CONFIG_DIR, instantiate
+from wavelab.bench import check_settings, load_line, publish, settings_from
+from wavelab.compose import compose
+from wavelab.config import instantiate
 from wavelab.lit.wavgpt import WavGPTModule
-from wavelab.models.wavgpt import distillation_loss
 
-SECTIONS = ("encoder", "dwt", "filter", "inverse", "refine", "head_loss", "step")
+# The stages timed inside the real forward, and the method of the module each one runs.
+STAGES = {
+    "encoder": lambda module: (module.encoder, "hidden"),
+    "dwt": lambda module: (module.core.dwt, "forward"),
+    "filter": lambda module: (module.core.filter, "forward"),
+    "inverse": lambda module: (module.core.dwt, "inverse"),
+    "refine": lambda module: (module.core.refiner, "forward"),
+}
+SECTIONS = (*STAGES, "head_loss", "step")
 LIFTING = ("dwt", "filter", "inverse")
 TARGET_SHARE = 0.10  # filter + lifting should stay below this fraction of a training step
 
@@ -60,8 +65,8 @@ class Settings:
     overrides: tuple[str, ...] = ()  # extra Hydra overrides, applied last
 
     def validate(self) -> None:
-        if self.steps < 1 or self.warmup < 0:
-            raise ValueError("need steps >= 1 and warmup >= 0")
+        """Raises ConfigError naming the bench key for any value that cannot run."""
+        check_settings(asdict(self))
 
 
 class Clock:
@@ -82,68 +87,57 @@ class Clock:
         self.seconds.setdefault(name, []).append(time.perf_counter() - t0)
 
 
-def compose_config(settings: Settings, output_dir: str) -> DictConfig:
-    overrides = ["model=wavgpt", f"paths.output_dir={output_dir}", *settings.overrides]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
-        return compose(config_name="config", overrides=overrides)
+@contextmanager
+def timed_stages(module: WavGPTModule, clock: Clock):
+    """While active, every call of a stage's method (``STAGES``) on ``module`` is timed under the
+    stage's name: the wrapper sits on the instance and is removed on exit, so what runs is the
+    module's own forward, not a copy of it."""
+    wrapped = []
+    try:
+        for name, locate in STAGES.items():
+            owner, method = locate(module)
+            original = getattr(owner, method)
+
+            def timed(*args, _original=original, _name=name, **kwargs):
+                with clock(_name):
+                    return _original(*args, **kwargs)
+
+            setattr(owner, method, timed)
+            wrapped.append((owner, method))
+        yield
+    finally:
+        for owner, method in wrapped:
+            delattr(owner, method)  # the class's method shows through again
 
 
-def forward_stages(module: WavGPTModule, ids, mask, clock: Clock) -> dict:
-    """The training forward pass, one timed stage at a time; returns its tensors."""
-    encoder, core = module.encoder, module.core
-    with clock("encoder"):
-        h = encoder.hidden(ids, mask)
-    m = mask.bool()
-    with clock("dwt"):
-        coeffs = core.dwt(h * m[..., None])
-    with clock("filter"):
-        kept, keep, *_ = core.filter(coeffs, m, core.dwt.support_mask(m))
-    with clock("inverse"):
-        h_hat = core.dwt.inverse(kept)
-    with clock("refine"):
-        refined = core.refiner(h_hat, m)
-    with clock("head_loss"):
-        loss, _ = distillation_loss(
-            encoder.logits(refined),
-            encoder.logits(h),
-            ids,
-            mask,
-            module.cfg,
-            refined=refined,
-            target_h=h,
-            approx=h_hat,
-        )
-    return {
-        "h": h,
-        "coeffs": coeffs,
-        "keep": keep,
-        "h_hat": h_hat,
-        "refined": refined,
-        "loss": loss,
-    }
-
-
-def train_step(module, optimizer, clip: float | None, ids, mask, clock: Clock) -> None:
-    loss = forward_stages(module, ids, mask, clock)["loss"]
+def train_step(module: WavGPTModule, optimizer, clip: float | None, batch: dict, clock: Clock):
+    """One real training step, its stages timed; returns the loss."""
+    with timed_stages(module, clock), clock("forward"):
+        loss = module._shared_step(batch, "train")
     with clock("step"):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(module.core.parameters(), clip)
         optimizer.step()
+    return loss.detach()
 
 
-def lifting_backward(module: WavGPTModule, ids, mask, clock: Clock) -> None:
-    """Times the backward pass through dwt, filter and inverse alone (grads are discarded)."""
-    core, m = module.core, mask.bool()
-    h = module.encoder.hidden(ids, mask)
-    kept, *_ = core.filter(core.dwt(h * m[..., None]), m, core.dwt.support_mask(m))
-    h_hat = core.dwt.inverse(kept)
+def lifting_backward(module: WavGPTModule, batch: dict, clock: Clock) -> None:
+    """Times the backward pass through inverse, filter and dwt alone: from the core's
+    ``h_hat`` (before the refiner) with a random gradient, which is then discarded."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    h_hat = module.core(module.encoder.hidden(ids, mask), mask).h_hat
     grad = torch.randn_like(h_hat)
     with clock("lifting_backward"):
         h_hat.backward(grad)
-    core.zero_grad(set_to_none=True)
+    module.core.zero_grad(set_to_none=True)
+
+
+def head_loss_seconds(seconds: dict[str, list[float]]) -> list[float]:
+    """Per step: the forward's time outside the timed stages (logits, loss, metrics)."""
+    inside = [sum(step) for step in zip(*(seconds[name] for name in STAGES))]
+    return [forward - staged for forward, staged in zip(seconds["forward"], inside)]
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -160,7 +154,7 @@ def run(settings: Settings) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose_config(settings, output_dir)
+        cfg = compose(["model=wavgpt", *settings.overrides], output_dir=output_dir)
         L.seed_everything(cfg.seed, verbose=False)
         data = instantiate(cfg.data)
         data.prepare_data()
@@ -169,7 +163,7 @@ def run(settings: Settings) -> dict:
     optimizer = module.configure_optimizers()["optimizer"]
     clip = cfg.trainer.get("gradient_clip_val")
     clock = Clock(device)
-    real_tokens, padded_tokens = [], []
+    real_tokens, padded_tokens, losses = [], [], []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     memory_before = peak_memory_mb(device)
@@ -177,15 +171,15 @@ def run(settings: Settings) -> dict:
     for i in range(settings.warmup + settings.steps):
         if i == settings.warmup:  # forget the warmup's timings
             clock.seconds.clear()
-        batch = next(batches)
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        train_step(module, optimizer, clip, ids, mask, clock)
-        lifting_backward(module, ids, mask, clock)
-        real_tokens.append(int(mask.sum()))
-        padded_tokens.append(mask.numel())
+        batch = {k: v.to(device) for k, v in next(batches).items()}
+        losses.append(float(train_step(module, optimizer, clip, batch, clock)))
+        lifting_backward(module, batch, clock)
+        real_tokens.append(int(batch["attention_mask"].sum()))
+        padded_tokens.append(batch["attention_mask"].numel())
     memory_after = peak_memory_mb(device)
     load_after = os.getloadavg()
 
+    clock.seconds["head_loss"] = head_loss_seconds(clock.seconds)
     ms = {name: 1000 * statistics.median(s) for name, s in clock.seconds.items()}
     step_ms = sum(ms[s] for s in SECTIONS)
     lifting_ms = sum(ms[s] for s in LIFTING)
@@ -214,6 +208,7 @@ def run(settings: Settings) -> dict:
         },
         "ms": ms,
         "step_ms": step_ms,
+        "losses": losses[settings.warmup :],  # the timed steps' training losses
         "lifting_share_forward": lifting_ms / step_ms,
         "lifting_share": (lifting_ms + ms["lifting_backward"]) / step_ms,
         "tokens_per_s_padded": sum(padded_tokens[settings.warmup :]) / sum(step_s),
@@ -256,21 +251,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = Settings()
-    parser.add_argument("--steps", type=int, default=d.steps, help="timed steps (median)")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first")
-    parser.add_argument("--threads", type=int, default=d.threads, help="torch threads")
-    parser.add_argument("--json", type=Path, help="also write the results here as JSON")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.keep_ratio=0.125")
-
-
-def main(args: argparse.Namespace) -> None:
-    settings = Settings(
-        steps=args.steps,
-        warmup=args.warmup,
-        threads=args.threads,
-        overrides=tuple(args.overrides),
-    )
-    result = run(settings)
-    publish(result, format_table(result), args.json)
+def main(cfg: DictConfig) -> None:
+    """``python -m wavelab.bench wavgpt``: ``cfg`` is conf/bench.yaml with conf/bench/wavgpt.yaml."""
+    result = run(settings_from(Settings, cfg))
+    publish(result, format_table(result), cfg.json)

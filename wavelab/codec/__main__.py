@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.cli import checked_device, hydra_entry, literal_overrides, required
+from wavelab.cli import bare_word_as, checked_device, hydra_entry, literal_overrides, required
 from wavelab.errors import ConfigError
 
 log = logging.getLogger("wavelab.codec")
@@ -118,10 +118,8 @@ def codec_app(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry: a leading bare verb becomes ``verb=...``; free-text keys stay literal."""
-    args = sys.argv[1:]
-    if args and "=" not in args[0] and not args[0].startswith("-"):
-        args = [f"verb={args[0]}", *args[1:]]
-    sys.argv = [sys.argv[0], *literal_overrides(args, LITERAL_KEYS)]
+    bare_word_as("verb")
+    sys.argv = [sys.argv[0], *literal_overrides(sys.argv[1:], LITERAL_KEYS)]
     codec_app()
 
 
