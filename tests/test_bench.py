@@ -23,13 +23,13 @@ TINY = (
 )
 
 
-def test_lm_bench_reports_every_model_and_path(tiny_shakespeare, cache_dir):
+def test_lm_bench_reports_every_model_and_path(corpus_file, cache_dir):
     settings = lm.Settings(
         models=("gpt", "wavegpt", "wavegpt_causal"),
         steps=2,
         warmup=1,
         repeats=1,
-        data_path=str(tiny_shakespeare),
+        data_path=str(corpus_file),
         overrides=(*TINY, f"paths.cache_dir={cache_dir}"),
     )
     result = lm.run(settings)
@@ -50,7 +50,7 @@ def test_lm_bench_reports_every_model_and_path(tiny_shakespeare, cache_dir):
     assert "wavegpt (prev_block)" in lm.format_table(result)
 
 
-def test_cli_writes_json(tiny_shakespeare, cache_dir, tmp_path, capsys):
+def test_cli_writes_json(corpus_file, cache_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
     main(
         [
@@ -64,7 +64,7 @@ def test_cli_writes_json(tiny_shakespeare, cache_dir, tmp_path, capsys):
             "--repeats",
             "1",
             "--data-path",
-            str(tiny_shakespeare),
+            str(corpus_file),
             "--json",
             str(out),
             *TINY,
@@ -76,13 +76,13 @@ def test_cli_writes_json(tiny_shakespeare, cache_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model", ["gpt", "wavegpt"])
-def test_lightning_trains_exactly_what_the_bare_loop_trains(tiny_shakespeare, cache_dir, model):
+def test_lightning_trains_exactly_what_the_bare_loop_trains(corpus_file, cache_dir, model):
     """Lightning adds no numerical difference: same init, batches, clipping, AdamW and schedule.
 
     So a gap between wavelab's numbers and a hand-written loop's is seed or sampling, not glue.
     """
     settings = lm.Settings(
-        data_path=str(tiny_shakespeare), overrides=(*TINY, f"paths.cache_dir={cache_dir}")
+        data_path=str(corpus_file), overrides=(*TINY, f"paths.cache_dir={cache_dir}")
     )
     cfg = lm.compose_model(model, settings, str(cache_dir / "bench_run"))
     data = instantiate(cfg.data)

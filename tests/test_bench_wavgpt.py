@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
 import torch
 from wavgpt_checkpoint import blocks, tiny_module
-from wavgpt_fixtures import single_thread  # noqa: F401  (autouse fixture)
 
 from wavelab.bench import wavgpt
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 
-def test_bench_reports_every_section(tiny_encoder_dir, tiny_shakespeare, cache_dir):
+
+def test_bench_reports_every_section(tiny_encoder_dir, corpus_file, cache_dir):
     settings = wavgpt.Settings(
         steps=2,
         warmup=0,
         overrides=(
             f"model.encoder.name_or_path={tiny_encoder_dir}",
-            f"data.path={tiny_shakespeare}",
+            f"data.path={corpus_file}",
             f"paths.cache_dir={cache_dir}",
             "data.block_size=32",
             "data.batch_size=2",

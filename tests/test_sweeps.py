@@ -9,7 +9,6 @@ import struct
 
 import pytest
 import yaml
-from test_ddp import run_cli
 
 from wavelab.report import report
 
@@ -35,12 +34,10 @@ def job_dirs(sweep_root):
 
 
 @pytest.fixture(scope="module")
-def wandb_sweep(tmp_path_factory, tiny_shakespeare, cache_dir):
+def wandb_sweep(tmp_path_factory, train_cli):
     """A 3-job multirun logging to W&B (offline): the sweep dir."""
     tmp = tmp_path_factory.mktemp("sweep")
-    run_cli(
-        ["-m", *FAST, "logger=wandb", "model.net.n_layer=1,2,3"], tmp, tiny_shakespeare, cache_dir
-    )
+    train_cli(["-m", *FAST, "logger=wandb", "model.net.n_layer=1,2,3"], tmp)
     return job_dirs(tmp / "logs/train/multiruns")[0]
 
 
@@ -68,6 +65,7 @@ def wandb_records(path):
             yield record.WhichOneof("record_type"), record
 
 
+@pytest.mark.slow
 def test_multirun_jobs_have_their_own_dirs_and_summaries(wandb_sweep):
     jobs = sorted(p for p in wandb_sweep.iterdir() if p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1", "2"]
@@ -80,6 +78,7 @@ def test_multirun_jobs_have_their_own_dirs_and_summaries(wandb_sweep):
         )
 
 
+@pytest.mark.slow
 def test_each_job_is_its_own_finished_wandb_run(wandb_sweep):
     ids = set()
     for n_layer, job in enumerate(sorted(p for p in wandb_sweep.iterdir() if p.name.isdigit()), 1):
@@ -110,6 +109,7 @@ def test_each_job_is_its_own_finished_wandb_run(wandb_sweep):
     assert len(ids) == 3
 
 
+@pytest.mark.slow
 def test_report_tables_and_plots_a_sweep(wandb_sweep, tmp_path):
     out = report(
         wandb_sweep, metrics=["val/loss", "val/acc"], baseline="val/loss_best", out_dir=tmp_path
@@ -123,22 +123,19 @@ def test_report_tables_and_plots_a_sweep(wandb_sweep, tmp_path):
     assert out["plot"].read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 @needs_submitit
-def test_submitit_local_launcher_runs_every_job(tmp_path, tiny_shakespeare, cache_dir):
-    run_cli(
-        ["-m", *FAST, "hydra/launcher=submitit_local", "model.net.n_layer=1,2"],
-        tmp_path,
-        tiny_shakespeare,
-        cache_dir,
-    )
+def test_submitit_local_launcher_runs_every_job(tmp_path, train_cli):
+    train_cli(["-m", *FAST, "hydra/launcher=submitit_local", "model.net.n_layer=1,2"], tmp_path)
     sweep, jobs = job_dirs(tmp_path / "logs/train/multiruns")
     assert len(jobs) == 2 and all((j / "metrics.json").is_file() for j in jobs)
     assert (sweep / ".submitit").is_dir()
 
 
+@pytest.mark.slow
 @needs_optuna
-def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, tiny_shakespeare, cache_dir):
-    run_cli(
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, train_cli):
+    train_cli(
         [
             "hparams_search=gpt_optuna",
             "hydra.sweeper.n_trials=2",
@@ -146,8 +143,6 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, tiny_shakespea
             "trainer.val_check_interval=2",
         ],
         tmp_path,
-        tiny_shakespeare,
-        cache_dir,
     )
     sweep, jobs = job_dirs(tmp_path / "logs/train/multiruns")
     assert len(jobs) == 2

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from wavgpt_checkpoint import fit_checkpoint
-from wavgpt_fixtures import single_thread  # noqa: F401  (autouse fixture)
 
 from wavelab.callbacks.wavgpt_plots import Reconstructions, WavGPTPlots
 from wavelab.config import instantiate
 from wavelab.plots import FIGURES, main, tiling
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_callbacks_write_plots_and_reconstructions_during_fit(tiny_encoder_dir, tmp_path):
@@ -29,10 +30,10 @@ def test_callbacks_write_plots_and_reconstructions_during_fit(tiny_encoder_dir, 
     assert len(recs._rows) == 3
 
 
-def test_command_renders_a_checkpoint(tiny_encoder_dir, tmp_path, tiny_shakespeare, capsys):
+def test_command_renders_a_checkpoint(tiny_encoder_dir, tmp_path, corpus_file, capsys):
     ckpt = tmp_path / "tiny.ckpt"
     fit_checkpoint(tiny_encoder_dir, ckpt, steps=1, filter_learned=False)
-    main([f"ckpt_path={ckpt}", f"text_file={tiny_shakespeare}", "blocks=4", f"out={tmp_path}/p"])
+    main([f"ckpt_path={ckpt}", f"text_file={corpus_file}", "blocks=4", f"out={tmp_path}/p"])
     printed = capsys.readouterr().out.split()
     # without a learned filter there are no band importances to draw
     assert sorted(printed) == sorted(str(tmp_path / "p" / f"{n}.png") for n in FIGURES[1:])
