@@ -59,6 +59,7 @@ def test_same_seed_same_numbers(make_cfg):
     assert a["val/loss"] == b["val/loss"] and a["train/loss"] == b["train/loss"]
 
 
+@pytest.mark.slow
 def test_resume_continues_step_optimizer_and_schedule(make_cfg):
     first = make_cfg("model=wavegpt", "trainer.max_steps=3", "model.scheduler.decay_steps=9")
     train(first)
@@ -82,6 +83,7 @@ def test_resume_continues_step_optimizer_and_schedule(make_cfg):
     assert int(adam_steps) == 9  # Adam moments continued rather than restarting at 0
 
 
+@pytest.mark.slow
 def test_sample_and_eval_entries(make_cfg, tmp_path):
     cfg = make_cfg("model=gpt")
     metrics = train(cfg)
