@@ -1,4 +1,9 @@
-"""Shared fixtures: the real conf/ composed by Hydra, with small, fast overrides."""
+"""Shared fixtures: a corpus, the tiny encoder, the real conf/ composed by Hydra with small, fast
+overrides, and the command-line entries run as a user runs them.
+
+Markers (pyproject): ``slow`` for tests the quick subset (``-m "not slow"``) leaves out, ``gpu``
+for tests that need CUDA, skipped with the reason "needs a GPU" on machines without one.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +11,50 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
+from tiny_encoder import save_tiny_encoder
 
 from wavelab.compose import compose
+from wavelab.data.corpora import shakespeare_complete_works
 
 REPO = Path(__file__).resolve().parents[1]
+# About Tiny Shakespeare's size (1,115,394 characters), so the tests' timings stay those of it.
+TEST_CORPUS_CHARS = 1_100_000
 
 
-def _find_tiny_shakespeare() -> Path | None:
-    candidates = [
-        os.environ.get("WAVELAB_TEST_CORPUS"),
-        REPO.parent / "shared/data/tinyshakespeare.txt",
-    ]
-    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason="needs a GPU: torch.cuda.is_available() is False")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(no_gpu)
+
+
+@pytest.fixture
+def single_thread():
+    """Runs a test on one thread: for tiny matmuls threads only cost, and when the other cores
+    are busy they cost ~100x. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
-def tiny_shakespeare() -> Path:
-    path = _find_tiny_shakespeare()
-    if path is None:
-        pytest.skip("Tiny Shakespeare not found: set WAVELAB_TEST_CORPUS or provide ../shared/data")
+def corpus_file(tmp_path_factory) -> Path:
+    """The text file the tests train on: the first TEST_CORPUS_CHARS characters of the complete
+    works that the setup installs (package ``shakespeare``), or ``$WAVELAB_TEST_CORPUS``."""
+    override = os.environ.get("WAVELAB_TEST_CORPUS")
+    if override:
+        if not Path(override).is_file():
+            pytest.fail(f"WAVELAB_TEST_CORPUS={override!r} is not a file")
+        return Path(override)
+    path = tmp_path_factory.mktemp("corpus") / "shakespeare_head.txt"
+    path.write_text(shakespeare_complete_works()[:TEST_CORPUS_CHARS], encoding="utf-8")
     return path
 
 
@@ -46,24 +74,19 @@ def compose_config(
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory) -> Path:
     """A tiny random BERT with its WordPiece tokenizer, saved like a real encoder directory."""
-    from wavelab.models.encoder import save_tiny_encoder
-
     return save_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
 
 
-# Small, fast, CPU-only settings per model family; a test's own overrides come after and win.
+# Small, fast settings per model family; a test's own overrides come after and win.
 TRAINER_SMALL = [
-    "trainer.accelerator=cpu",
-    "trainer.max_steps=6",
-    "trainer.val_check_interval=3",
     "trainer.num_sanity_val_steps=0",
-    "trainer.enable_model_summary=false",
+    "callbacks.model_summary=null",
     "model.scheduler.warmup_steps=2",
     "callbacks.progress_bar=null",
 ]
 LM_SMALL = [
     "data=tinyshakespeare_char",
-    "data.num_val_windows=48",
+    "data.num_val_windows=48",  # a multiple of DDP's world size: no window dropped or repeated
     "data.block_size=32",
     "data.batch_size=4",
     "model.net.n_layer=2",
@@ -79,9 +102,18 @@ WAVGPT_SMALL = [
 ]
 
 
+def small_overrides(overrides, request) -> list[str]:
+    """LM_SMALL, or WAVGPT_SMALL and the tiny encoder when ``overrides`` pick ``model=wavgpt``."""
+    if "model=wavgpt" in overrides:
+        encoder = request.getfixturevalue("tiny_encoder_dir")
+        return [f"model.encoder.name_or_path={encoder}", *WAVGPT_SMALL]
+    return LM_SMALL
+
+
 @pytest.fixture
-def make_cfg(tmp_path, cache_dir, tiny_shakespeare, request):
-    """Composes a small config on Tiny Shakespeare (``model=wavgpt`` uses the tiny encoder)."""
+def make_cfg(tmp_path, cache_dir, corpus_file, request):
+    """Composes a small CPU config on the test corpus (``model=wavgpt`` uses the tiny encoder)
+    that stops after 6 steps and validates every 3."""
 
     def _make(
         *overrides: str, config_name: str = "config", run: str = "run", small: bool = True
@@ -91,16 +123,42 @@ def make_cfg(tmp_path, cache_dir, tiny_shakespeare, request):
         if config_name != "sample":
             base += [f"paths.cache_dir={cache_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
         if config_name == "config":
-            base += [f"data.path={tiny_shakespeare}", *TRAINER_SMALL]
-            if small and "model=wavgpt" in overrides:
-                encoder = request.getfixturevalue("tiny_encoder_dir")
-                base += [f"model.encoder.name_or_path={encoder}", *WAVGPT_SMALL]
-            elif small:
-                base += LM_SMALL
+            base += [f"data.path={corpus_file}", "trainer.accelerator=cpu", *TRAINER_SMALL]
+            base += ["trainer.max_steps=6", "trainer.val_check_interval=3"]
+            if small:
+                base += small_overrides(overrides, request)
         return compose_config(base + list(overrides), tmp_path / run, config_name)
 
     yield _make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def train_cli(corpus_file, cache_dir, request):
+    """``train_cli(args, cwd)`` runs ``python -m wavelab.run <args>`` in ``cwd`` with the small
+    settings of ``make_cfg`` (runs go to ``cwd/logs``), asserts that it succeeded and returns the
+    finished process. Steps, validation and the accelerator are left to ``args``."""
+
+    def _run(args: list[str], cwd: Path, timeout: float = 240):
+        flags = [a for a in args if a.startswith("-")]  # Hydra wants -m before the overrides
+        small = [*TRAINER_SMALL, *small_overrides(args, request)]
+        if "model=wavgpt" in args:
+            small += ["callbacks.plots=null", "callbacks.reconstructions=null"]
+        else:
+            small += ["callbacks.samples=null"]
+        result = Entry(cwd, cache_dir)(
+            "run",
+            *flags,
+            f"data.path={corpus_file}",
+            *small,
+            *(a for a in args if a not in flags),
+            timeout=timeout,
+            WANDB_SILENT="true",
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result
+
+    return _run
 
 
 # --- command-line entries as a user runs them ----------------------------------------------

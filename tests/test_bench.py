@@ -22,13 +22,13 @@ TINY = (
 )
 
 
-def test_lm_bench_reports_every_model_and_path(tiny_shakespeare, cache_dir):
+def test_lm_bench_reports_every_model_and_path(corpus_file, cache_dir):
     settings = lm.Settings(
         models=("gpt", "wavegpt", "wavegpt_causal"),
         steps=2,
         warmup=1,
         repeats=1,
-        data_path=str(tiny_shakespeare),
+        data_path=str(corpus_file),
         overrides=(*TINY, f"paths.cache_dir={cache_dir}"),
     )
     result = lm.run(settings)
@@ -49,7 +49,7 @@ def test_lm_bench_reports_every_model_and_path(tiny_shakespeare, cache_dir):
     assert "wavegpt (prev_block)" in lm.format_table(result)
 
 
-def test_cli_writes_json(tiny_shakespeare, entry):
+def test_cli_writes_json(corpus_file, entry):
     out = entry.cwd / "bench.json"
     result = entry(
         "bench",
@@ -58,7 +58,7 @@ def test_cli_writes_json(tiny_shakespeare, entry):
         "steps=1",
         "warmup=0",
         "repeats=1",
-        f"data_path={tiny_shakespeare}",
+        f"data_path={corpus_file}",
         f"json={out}",
         *TINY,  # overrides of the benchmarked config, passed on
     )
@@ -70,13 +70,13 @@ def test_cli_writes_json(tiny_shakespeare, entry):
 
 
 @pytest.mark.parametrize("model", ["gpt", "wavegpt"])
-def test_lightning_trains_exactly_what_the_bare_loop_trains(tiny_shakespeare, cache_dir, model):
+def test_lightning_trains_exactly_what_the_bare_loop_trains(corpus_file, cache_dir, model):
     """Lightning adds no numerical difference: same init, batches, clipping, AdamW and schedule.
 
     So a gap between wavelab's numbers and a hand-written loop's is seed or sampling, not glue.
     """
     settings = lm.Settings(
-        data_path=str(tiny_shakespeare), overrides=(*TINY, f"paths.cache_dir={cache_dir}")
+        data_path=str(corpus_file), overrides=(*TINY, f"paths.cache_dir={cache_dir}")
     )
     cfg = lm.compose_model(model, settings, str(cache_dir / "bench_run"))
     data = instantiate(cfg.data)

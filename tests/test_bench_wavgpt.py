@@ -7,13 +7,15 @@ import copy
 import json
 
 import lightning as L
+import pytest
 import torch
 from wavgpt_checkpoint import blocks, tiny_module
-from wavgpt_fixtures import single_thread  # noqa: F401  (autouse fixture)
 
 from wavelab.bench import wavgpt
 from wavelab.compose import compose
 from wavelab.config import instantiate
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def stacked(samples: list[dict]) -> dict[str, torch.Tensor]:
@@ -53,11 +55,11 @@ def test_a_timed_step_is_the_modules_own_training_step(tiny_encoder_dir):
 
 
 def test_the_bench_reports_every_section_and_the_real_losses(
-    tiny_encoder_dir, tiny_shakespeare, cache_dir, tmp_path
+    tiny_encoder_dir, corpus_file, cache_dir, tmp_path
 ):
     overrides = (
         f"model.encoder.name_or_path={tiny_encoder_dir}",
-        f"data.path={tiny_shakespeare}",
+        f"data.path={corpus_file}",
         f"paths.cache_dir={cache_dir}",
         "data.block_size=32",
         "data.batch_size=2",
@@ -83,9 +85,7 @@ def test_the_bench_reports_every_section_and_the_real_losses(
     assert result["losses"][0] == float(first.detach())
 
 
-def test_the_cli_passes_training_overrides_on_and_writes_json(
-    entry, tiny_encoder_dir, tiny_shakespeare
-):
+def test_the_cli_passes_training_overrides_on_and_writes_json(entry, tiny_encoder_dir, corpus_file):
     out = entry.cwd / "bench.json"
     result = entry(
         "bench",
@@ -96,7 +96,7 @@ def test_the_cli_passes_training_overrides_on_and_writes_json(
         f"json={out}",
         "model.keep_ratio=0.125",  # not a bench key: an override of the benchmarked config
         f"model.encoder.name_or_path={tiny_encoder_dir}",
-        f"data.path={tiny_shakespeare}",
+        f"data.path={corpus_file}",
         "data.block_size=32",
         "data.batch_size=2",
         "model.refine_layers=1",

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 from wavgpt_checkpoint import fit_checkpoint
-from wavgpt_fixtures import single_thread  # noqa: F401  (autouse fixture)
 
 from wavelab.codec import SparseCode, WavGPTCodec, code_bits
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 TEXTS = ["the wave lab", "let it be a text.", "to and of"]
 

@@ -1,16 +1,28 @@
-"""Every shipped config composes, and every experiment preset builds its objects."""
+"""Every shipped config is checked: each option of each config group and each experiment preset
+composes through Hydra's search path and builds its objects (datamodule, model, callbacks,
+loggers, Trainer) as ``wavelab.run`` builds them; every swept key exists; the entry configs
+document every key."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import REPO
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.errors import ConfigError
+from wavelab.run import build_trainer
 
 CONF = Path(CONFIG_DIR)
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+# conf/experiment is a link to this folder: the presets join Hydra's search path through it.
+EXPERIMENTS = sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
 
 
 def options(group: str) -> list[str]:
@@ -18,24 +30,37 @@ def options(group: str) -> list[str]:
 
 
 def build(cfg):
-    """The datamodule (set up) and the model, as wavelab.run builds them."""
+    """The datamodule (set up), the model and the Trainer, as wavelab.run builds them."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    return datamodule, instantiate(cfg.model, **datamodule.model_kwargs())
+    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    return datamodule, model, build_trainer(cfg)
 
 
-def test_the_experiment_folder_is_on_the_search_path():
-    assert {"wavegpt_vs_gpt_shakespeare", "wavgpt_minilm_shakespeare"} <= set(EXPERIMENTS)
+def swept_keys_exist(cfg) -> None:
+    """Every key a sweeper varies is a key of the composed config (a typo would add a new one)."""
+    absent = object()
+    for key in cfg.hydra.sweeper.get("params") or {}:
+        assert OmegaConf.select(cfg, key, default=absent) is not absent, key
+
+
+def test_hydra_finds_every_preset_through_the_search_path():
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        found = GlobalHydra.instance().config_loader().get_group_options("experiment")
+    GlobalHydra.instance().clear()
+    assert len(EXPERIMENTS) >= 2 and found == EXPERIMENTS
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_presets_compose_and_instantiate(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}", small=False)
-    datamodule, model = build(cfg)
-    assert sum(p.numel() for p in model.parameters()) > 0
-    trainer = instantiate(cfg.trainer, logger=False)
+    assert cfg.hydra.runtime.choices.experiment == experiment
+    datamodule, model, trainer = build(cfg)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
     assert trainer.max_steps == cfg.trainer.max_steps
+    swept_keys_exist(cfg)
     for swept_model in (cfg.hydra.sweeper.get("params") or {}).get("model", "").split(","):
         if swept_model:
             swept = make_cfg(
@@ -44,10 +69,32 @@ def test_experiment_presets_compose_and_instantiate(make_cfg, experiment):
             instantiate(swept.model, **datamodule.model_kwargs())
 
 
-@pytest.mark.parametrize("model", options("model"))
-def test_model_configs(make_cfg, model):
-    _, module = build(make_cfg(f"model={model}"))
-    assert any(p.requires_grad for p in module.parameters())
+def group_options():
+    model_for = {"shakespeare_wordpiece": "model=wavgpt", "wavgpt": "model=wavgpt"}
+    for group in ("data", "model", "trainer", "logger", "callbacks", "debug"):
+        for name in options(group):
+            yield pytest.param(model_for.get(name, "model=gpt"), group, name, id=f"{group}={name}")
+
+
+@pytest.mark.parametrize(("model", "group", "name"), group_options())
+def test_group_options_compose_and_build(make_cfg, model, group, name):
+    cfg = make_cfg(model, f"{group}={name}")
+    assert cfg.hydra.runtime.choices[group] == name
+    if name == "fsdp" and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"fsdp.* requires a GPU"):
+            build(cfg)
+        return
+    _, model, trainer = build(cfg)
+    assert any(p.requires_grad for p in model.parameters())
+    one_batch = cfg.trainer.get("fast_dev_run")
+    assert trainer.max_steps == (1 if one_batch else cfg.trainer.max_steps)
+
+
+@pytest.mark.parametrize("search", options("hparams_search"))
+def test_hparams_search_presets_sweep_existing_keys(make_cfg, search):
+    cfg = make_cfg(f"hparams_search={search}", small=False)
+    assert cfg.hydra.sweeper.params and cfg.hydra.mode == RunMode.MULTIRUN
+    swept_keys_exist(cfg)
 
 
 def test_hub_encoder_config_says_what_to_do_offline(make_cfg, monkeypatch):
@@ -58,11 +105,33 @@ def test_hub_encoder_config_says_what_to_do_offline(make_cfg, monkeypatch):
         instantiate(cfg.model)
 
 
-@pytest.mark.parametrize(
-    ("group", "name"),
-    [(g, n) for g in ("data", "trainer", "logger", "callbacks", "debug") for n in options(g)],
-)
-def test_group_options_compose(make_cfg, group, name):
-    model = "model=wavgpt" if name in ("shakespeare_wordpiece", "wavgpt") else "model=gpt"
-    cfg = make_cfg(model, f"{group}={name}")
-    assert cfg.trainer.max_steps > 0
+# A mapping key at the start of a line (not a list item, not a comment).
+KEY = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.@/-]*):(\s|$)")
+# Keys whose meaning is Hydra's or Python's, not ours.
+SELF_EXPLAINED = {"defaults", "_target_", "_partial_"}
+
+
+def undocumented_keys(path: Path) -> list[str]:
+    """Keys with neither a comment on their line nor a comment line right above them."""
+    missing, previous = [], ""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        match = KEY.match(line)
+        commented = "#" in line[match.end() :] if match else True
+        documented = commented or previous.startswith("#")
+        if match and match["key"] not in SELF_EXPLAINED and not documented:
+            missing.append(f"{path.name}:{number}: {line.strip()}")
+        previous = line.strip()
+    return missing
+
+
+@pytest.mark.parametrize("entry_config", sorted(p.name for p in CONF.glob("*.yaml")))
+def test_entry_configs_document_every_key(entry_config):
+    assert undocumented_keys(CONF / entry_config) == []
+
+
+def test_a_key_without_a_comment_is_found(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("# the seed\nseed: 1\nsteps: 2  # how many\nlr: 3\nnet:\n  - a: 1\n")
+    assert undocumented_keys(path) == ["c.yaml:4: lr: 3", "c.yaml:5: net:"]

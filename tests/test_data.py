@@ -50,8 +50,8 @@ def test_char_tokenizer_round_trips():
         tok.encode("~")
 
 
-def test_bpe_tokenizer_round_trips(tiny_shakespeare):
-    text = tiny_shakespeare.read_text()[:200_000]
+def test_bpe_tokenizer_round_trips(corpus_file):
+    text = corpus_file.read_text()[:200_000]
     tok = BPETokenizer.train(text, vocab_size=500)
     assert tok.vocab_size == 500
     sample = "ROMEO:\nBut soft, what light through yonder window breaks? Ünïcödé ✓"
@@ -61,16 +61,16 @@ def test_bpe_tokenizer_round_trips(tiny_shakespeare):
     assert tokenizer_from_dict(tok.to_dict()).encode(sample) == ids
 
 
-def test_datamodule_caches_tokens(tiny_shakespeare, tmp_path):
-    kwargs = dict(corpus=None, path=str(tiny_shakespeare), block_size=16, cache_dir=str(tmp_path))
+def test_datamodule_caches_tokens(corpus_file, tmp_path):
+    kwargs = dict(corpus=None, path=str(corpus_file), block_size=16, cache_dir=str(tmp_path))
     dm = LMDataModule(**kwargs)
     dm.prepare_data()
     dm.setup()
     entries = list((tmp_path / "tokens").iterdir())
     assert len(entries) == 1 and (entries[0] / "meta.json").exists()
-    assert len(dm.splits["train"]) + len(dm.splits["val"]) == 1_115_394
-    assert dm.vocab_size == 65
-    text = tiny_shakespeare.read_text()
+    text = corpus_file.read_text()
+    assert len(dm.splits["train"]) + len(dm.splits["val"]) == len(text)  # one token per char
+    assert dm.vocab_size == len(set(text))
     cut = int(len(text) * 0.9)
     assert dm.tokenizer.decode(dm.splits["val"][:50].tolist()) == text[cut : cut + 50]
     x_prev, x, _ = next(iter(dm.val_dataloader()))
@@ -105,11 +105,15 @@ def test_tinyshakespeare_offline_without_copy_says_what_to_do(tmp_path, monkeypa
         dm.prepare_data()
 
 
-def test_tinyshakespeare_is_read_from_the_cache(tiny_shakespeare, tmp_path):
+def test_tinyshakespeare_is_read_from_the_cache(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     (tmp_path / "corpora").mkdir()
-    (tmp_path / "corpora" / "tinyshakespeare.txt").write_bytes(tiny_shakespeare.read_bytes())
+    (tmp_path / "corpora" / "tinyshakespeare.txt").write_text("First Citizen:\nSpeak, speak.\n")
     text = corpora.load_corpus("tinyshakespeare", None, None, None, "train", "text", tmp_path)
-    assert corpora.sha256_hex(text.encode()) == corpora.TINY_SHAKESPEARE_SHA256
+    assert text == "First Citizen:\nSpeak, speak.\n"
 
 
 @pytest.mark.parametrize(
@@ -122,9 +126,9 @@ def test_tinyshakespeare_is_read_from_the_cache(tiny_shakespeare, tmp_path):
         ({"tokenizer": "words"}, r"data.tokenizer='words' is invalid: allowed are char, bpe"),
     ],
 )
-def test_bad_data_configs(tmp_path, kwargs, match, tiny_shakespeare):
+def test_bad_data_configs(tmp_path, kwargs, match, corpus_file):
     if "tokenizer" in kwargs:
-        kwargs["path"] = str(tiny_shakespeare)
+        kwargs["path"] = str(corpus_file)
     with pytest.raises(ConfigError, match=match):
         LMDataModule(cache_dir=str(tmp_path), **kwargs).prepare_data()
 

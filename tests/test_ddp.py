@@ -3,71 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO, WAVGPT_SMALL
 
 from wavelab.data.lm import WindowDataset
 from wavelab.data.loading import ResumableSampler
 from wavelab.eval import evaluate
 
-# The same tiny model and data as conftest's make_cfg, on the command line.
-TINY = [
-    "data.block_size=32",
-    "data.batch_size=4",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.enable_model_summary=false",
-    "model.scheduler.warmup_steps=2",
-    "callbacks.progress_bar=null",
-]
-TINY_LM = [
-    "data=tinyshakespeare_char",
-    "data.num_val_windows=48",  # a multiple of the world size: no window dropped or repeated
-    "model.net.n_layer=2",
-    "model.net.n_embd=32",
-    "model.net.n_head=2",
-    "callbacks.samples=null",
-]
-TINY_WAVGPT = [*WAVGPT_SMALL, "callbacks.plots=null", "callbacks.reconstructions=null"]
 
-
-def run_cli(args: list[str], tmp_path, tiny_shakespeare, cache_dir, timeout=240, small=TINY_LM):
-    """``python -m wavelab.run ...`` in tmp_path with the tiny config; returns the process."""
-    flags = [a for a in args if a.startswith("-")]  # Hydra wants -m before the overrides
-    cmd = [
-        sys.executable,
-        "-m",
-        "wavelab.run",
-        *flags,
-        *TINY,
-        *small,
-        f"data.path={tiny_shakespeare}",
-        f"paths.cache_dir={cache_dir}",
-        f"paths.log_dir={tmp_path / 'logs'}",
-        *(a for a in args if a not in flags),
-    ]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gpt", "wavegpt", "wavgpt"])
 def test_ddp_sim_one_dir_global_batch_and_same_val_as_one_process(
-    model, make_cfg, tmp_path, tiny_shakespeare, cache_dir, request
+    model, make_cfg, train_cli, tmp_path
 ):
     steps, batch, world = 4, 4, 2
-    small = TINY_LM
-    if model == "wavgpt":
-        encoder = request.getfixturevalue("tiny_encoder_dir")
-        small = [*TINY_WAVGPT, f"model.encoder.name_or_path={encoder}"]
-    result = run_cli(
+    result = train_cli(
         [
             f"model={model}",
             "trainer=ddp_sim",
@@ -76,9 +27,6 @@ def test_ddp_sim_one_dir_global_batch_and_same_val_as_one_process(
             "callbacks.throughput.every_n_steps=1",
         ],
         tmp_path,
-        tiny_shakespeare,
-        cache_dir,
-        small=small,
     )
     console = result.stdout + result.stderr
     assert "💡 Tip" not in console and "LeafSpec" not in console  # quiet_lightning, every rank

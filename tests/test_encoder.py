@@ -3,26 +3,17 @@ import importlib.resources
 import pytest
 import torch
 import torch.nn as nn
-from wavgpt_fixtures import single_thread  # noqa: F401  (autouse fixture)
+from tiny_encoder import tiny_test_encoder
 
 from wavelab.errors import ConfigError
-from wavelab.models.encoder import (
-    DEFAULT_ENCODER,
-    FrozenEncoder,
-    load_tokenizer,
-    save_tiny_encoder,
-    tiny_test_encoder,
-)
+from wavelab.models.encoder import DEFAULT_ENCODER, FrozenEncoder, load_tokenizer
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return save_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
 def test_packaged_encoder_loads_offline():
@@ -41,18 +32,21 @@ def test_packaged_encoder_loads_offline():
     assert len(encoder.revision) == 16 and encoder.name_or_path == DEFAULT_ENCODER
 
 
-def test_saved_tiny_encoder_matches_the_in_memory_one(tiny_dir):
-    from_dir, in_memory = FrozenEncoder(str(tiny_dir)), FrozenEncoder(model=tiny_test_encoder())
+def test_saved_tiny_encoder_matches_the_in_memory_one(tiny_encoder_dir):
+    from_dir, in_memory = (
+        FrozenEncoder(str(tiny_encoder_dir)),
+        FrozenEncoder(model=tiny_test_encoder()),
+    )
     assert from_dir.head == in_memory.head == "mlm"  # BertForMaskedLM: 'auto' picks its head
     assert from_dir.fingerprint == in_memory.fingerprint
-    tokenizer = load_tokenizer(str(tiny_dir))
+    tokenizer = load_tokenizer(str(tiny_encoder_dir))
     batch = tokenizer(["let the wave in", "a"], return_tensors="pt", padding=True)
     assert tokenizer.unk_token_id not in batch["input_ids"]
     args = batch["input_ids"], batch["attention_mask"]
     torch.testing.assert_close(
         from_dir.logits(from_dir.hidden(*args)), in_memory.logits(in_memory.hidden(*args))
     )
-    tied = FrozenEncoder(str(tiny_dir), head="tied")
+    tied = FrozenEncoder(str(tiny_encoder_dir), head="tied")
     assert tied.logits(tied.hidden(*args)).shape == (*args[0].shape, tied.vocab_size)
 
 

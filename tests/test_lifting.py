@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import pywt
 import torch
-from wavgpt_fixtures import randomize_lifting_
+from wavgpt_helpers import randomize_lifting_
 
 from wavelab.errors import ConfigError
 from wavelab.models.lifting import LiftingDWT, band_index, max_levels

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_ddp import run_cli
+import pytest
 
 from wavelab.run import train
 
 N = 8  # total steps; the interrupted run stops at N/2
 
 
-def test_resume_dir_matches_an_uninterrupted_run(make_cfg, tmp_path, tiny_shakespeare, cache_dir):
+@pytest.mark.slow
+def test_resume_dir_matches_an_uninterrupted_run(make_cfg, train_cli, tmp_path):
     common = [
         "model=gpt",
         "model.scheduler.decay_steps=8",  # the schedule of the whole run, in both halves
@@ -20,16 +21,11 @@ def test_resume_dir_matches_an_uninterrupted_run(make_cfg, tmp_path, tiny_shakes
     ]
     whole = train(make_cfg(*common, f"trainer.max_steps={N}", "callbacks.samples=null"))
 
-    run_cli(
-        [*common, f"trainer.max_steps={N // 2}", "logger=wandb"],
-        tmp_path,
-        tiny_shakespeare,
-        cache_dir,
-    )
+    train_cli([*common, f"trainer.max_steps={N // 2}", "logger=wandb"], tmp_path)
     (run,) = (tmp_path / "logs/train/runs").iterdir()
     assert json.loads((run / "metrics.json").read_text())["global_step"] == N // 2
     # Only key=value overrides on resume: the rest comes from the run's saved config.
-    run_cli([f"resume_dir={run}", f"trainer.max_steps={N}"], tmp_path, tiny_shakespeare, cache_dir)
+    train_cli([f"resume_dir={run}", f"trainer.max_steps={N}"], tmp_path)
 
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["global_step"] == N

@@ -7,15 +7,18 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from wavgpt_fixtures import single_thread, small_config  # noqa: F401  (autouse fixture)
+from wavgpt_helpers import small_config
 
 from wavelab.models.wavgpt import WavGPTCore
 from wavelab.sparse_code import MAX_COEFFICIENTS, SparseCode, code_bits, overhead_bytes
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def random_code(
     T: int = 64, d: int = 48, k: int = 100, value_dtype: str = "fp16", seed: int = 0
 ) -> SparseCode:
+
     rng = np.random.default_rng(seed)
     positions = np.sort(rng.choice(T * d, size=k, replace=False))
     values = rng.normal(size=k) * 3

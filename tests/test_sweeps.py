@@ -10,7 +10,6 @@ import struct
 import pytest
 import yaml
 from conftest import assert_clean_error
-from test_ddp import run_cli
 
 from wavelab.report import report
 
@@ -44,12 +43,10 @@ SILENCED = ("💡 Tip", "LeafSpec")
 
 
 @pytest.fixture(scope="module")
-def wandb_sweep(tmp_path_factory, tiny_shakespeare, cache_dir):
+def wandb_sweep(tmp_path_factory, train_cli):
     """A 3-job multirun logging to W&B (offline): the sweep dir."""
     tmp = tmp_path_factory.mktemp("sweep")
-    run_cli(
-        ["-m", *FAST, "logger=wandb", "model.net.n_layer=1,2,3"], tmp, tiny_shakespeare, cache_dir
-    )
+    train_cli(["-m", *FAST, "logger=wandb", "model.net.n_layer=1,2,3"], tmp)
     return job_dirs(tmp / "logs/train/multiruns")[0]
 
 
@@ -83,6 +80,7 @@ def wandb_records(path):
             yield record.WhichOneof("record_type"), record
 
 
+@pytest.mark.slow
 def test_multirun_jobs_have_their_own_dirs_and_summaries(wandb_sweep):
     jobs = sorted(p for p in wandb_sweep.iterdir() if p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1", "2"]
@@ -95,6 +93,7 @@ def test_multirun_jobs_have_their_own_dirs_and_summaries(wandb_sweep):
         )
 
 
+@pytest.mark.slow
 def test_each_job_is_its_own_finished_wandb_run(wandb_sweep):
     ids = set()
     for n_layer, job in enumerate(sorted(p for p in wandb_sweep.iterdir() if p.name.isdigit()), 1):
@@ -125,6 +124,7 @@ def test_each_job_is_its_own_finished_wandb_run(wandb_sweep):
     assert len(ids) == 3
 
 
+@pytest.mark.slow
 def test_report_tables_and_plots_a_sweep(wandb_sweep, tmp_path):
     out = report(
         wandb_sweep, metrics=["val/loss", "val/acc"], baseline="val/loss_best", out_dir=tmp_path
@@ -148,14 +148,10 @@ def assert_jobs_ran(tmp_path, n_jobs: int):
     return sweep
 
 
+@pytest.mark.slow
 @needs_submitit
-def test_local_launcher_runs_every_job_in_its_own_process(tmp_path, tiny_shakespeare, cache_dir):
-    run_cli(
-        ["-m", *FAST, "hydra/launcher=local", "model.net.n_layer=1,2"],
-        tmp_path,
-        tiny_shakespeare,
-        cache_dir,
-    )
+def test_local_launcher_runs_every_job_in_its_own_process(tmp_path, train_cli):
+    train_cli(["-m", *FAST, "hydra/launcher=local", "model.net.n_layer=1,2"], tmp_path)
     sweep = assert_jobs_ran(tmp_path, 2)
     errs = list((sweep / ".submitit").glob("*_0_log.err"))  # one flat folder, by job id
     assert len(errs) == 2
@@ -164,13 +160,12 @@ def test_local_launcher_runs_every_job_in_its_own_process(tmp_path, tiny_shakesp
         assert not [s for s in SILENCED if s in err.read_text()], err.read_text()[-2000:]
 
 
+@pytest.mark.slow
 @needs_joblib
-def test_joblib_launcher_runs_jobs_in_parallel_workers(tmp_path, tiny_shakespeare, cache_dir):
-    result = run_cli(
+def test_joblib_launcher_runs_jobs_in_parallel_workers(tmp_path, train_cli):
+    result = train_cli(
         ["-m", *FAST, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.net.n_layer=1,2"],
         tmp_path,
-        tiny_shakespeare,
-        cache_dir,
     )
     assert_jobs_ran(tmp_path, 2)
     out = result.stdout + result.stderr
@@ -178,15 +173,16 @@ def test_joblib_launcher_runs_jobs_in_parallel_workers(tmp_path, tiny_shakespear
 
 
 @needs_submitit
-def test_slurm_launcher_without_slurm_is_one_clear_line(entry, tiny_shakespeare):
-    result = entry("run", "-m", "hydra/launcher=slurm", f"data.path={tiny_shakespeare}", "seed=1,2")
+def test_slurm_launcher_without_slurm_is_one_clear_line(entry, corpus_file):
+    result = entry("run", "-m", "hydra/launcher=slurm", f"data.path={corpus_file}", "seed=1,2")
     assert_clean_error(result, "hydra/launcher=slurm", "srun")
     assert not (entry.cwd / "logs").exists()  # refused before the sweep dir was made
 
 
+@pytest.mark.slow
 @needs_optuna
-def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, tiny_shakespeare, cache_dir):
-    result = run_cli(
+def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, train_cli):
+    result = train_cli(
         [
             "hparams_search=gpt_optuna",
             "logger=wandb",
@@ -195,8 +191,6 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path, tiny_shakespea
             "trainer.val_check_interval=2",
         ],
         tmp_path,
-        tiny_shakespeare,
-        cache_dir,
     )
     sweep, jobs = job_dirs(tmp_path / "logs/train/multiruns")
     assert len(jobs) == 2

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_clean_error
 from omegaconf import OmegaConf
 
 from wavelab.errors import ConfigError
@@ -60,6 +59,7 @@ def test_same_seed_same_numbers(make_cfg):
     assert a["val/loss"] == b["val/loss"] and a["train/loss"] == b["train/loss"]
 
 
+@pytest.mark.slow
 def test_resume_continues_step_optimizer_and_schedule(make_cfg):
     first = make_cfg("model=wavegpt", "trainer.max_steps=3", "model.scheduler.decay_steps=9")
     train(first)
@@ -83,6 +83,7 @@ def test_resume_continues_step_optimizer_and_schedule(make_cfg):
     assert int(adam_steps) == 9  # Adam moments continued rather than restarting at 0
 
 
+@pytest.mark.slow
 def test_sample_and_eval_entries(make_cfg, tmp_path):
     cfg = make_cfg("model=gpt")
     metrics = train(cfg)
@@ -145,26 +146,17 @@ def test_gpu_trainer_without_a_gpu_says_what_to_use(make_cfg):
         train(make_cfg("model=gpt", "trainer.accelerator=gpu"))
 
 
-def test_cli_reports_config_errors_without_traceback(tmp_path, tiny_shakespeare):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wavelab.run",
-            "model=gpt",
-            "model.net.n_head=3",
-            f"data.path={tiny_shakespeare}",
-            f"paths.log_dir={tmp_path}",
-            f"paths.cache_dir={tmp_path}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    assert (
-        "model.net.n_embd=128 is invalid: must be divisible by model.net.n_head=3"
-        in result.stderr + result.stdout
-    )
-    assert "Traceback" not in result.stderr
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["gpt", "wavgpt"])
+def test_trains_on_a_gpu_with_bf16_autocast(make_cfg, model):
+    cfg = make_cfg(f"model={model}", "trainer=gpu", "trainer.accelerator=gpu", "logger=none")
+    assert cfg.trainer.precision == "bf16-mixed"
+    metrics = train(cfg)
+    assert math.isfinite(metrics["val/loss"]) and math.isfinite(metrics["train/loss"])
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_cli_reports_config_errors_without_traceback(entry, corpus_file):
+    result = entry("run", "model=gpt", "model.net.n_head=3", f"data.path={corpus_file}")
+    line = assert_clean_error(result, "model.net.n_embd=128", "model.net.n_head=3")
+    assert "must be divisible by" in line

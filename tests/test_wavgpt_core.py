@@ -3,9 +3,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from wavgpt_fixtures import (
+from wavgpt_helpers import (
     randomize_lifting_,
-    single_thread,  # noqa: F401  (autouse fixture)
     small_config,
     tiny_batch,
     tiny_encoder,
@@ -20,6 +19,8 @@ from wavelab.models.wavgpt import (
     distillation_loss,
     token_accuracy,
 )
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 D = 32
 

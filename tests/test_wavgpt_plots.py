@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from wavgpt_checkpoint import fit_checkpoint
-from wavgpt_fixtures import single_thread  # noqa: F401  (autouse fixture)
 
 from wavelab.callbacks.wavgpt_plots import Reconstructions, WavGPTPlots
 from wavelab.config import instantiate
 from wavelab.plots import FIGURES, tiling
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_callbacks_write_plots_and_reconstructions_during_fit(tiny_encoder_dir, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
-from wavgpt_fixtures import tiny_batch
+from wavgpt_helpers import tiny_batch
 
 from wavelab.lit.wavgpt import WavGPTModule
 

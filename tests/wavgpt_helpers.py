@@ -1,28 +1,19 @@
-"""Small shared helpers for the WavGPT tests (plain functions, so importing them is explicit)."""
+"""Small shared helpers for the WavGPT tests: the tiny encoder in memory, random word-piece
+blocks, small configs."""
 
 from __future__ import annotations
 
 import functools
 
-import pytest
 import torch
+from tiny_encoder import TINY_VOCAB, tiny_test_encoder
 
-from wavelab.models.encoder import TINY_VOCAB, FrozenEncoder, tiny_test_encoder
+from wavelab.models.encoder import FrozenEncoder
 from wavelab.models.lifting import LiftingDWT
 from wavelab.models.wavgpt import WavGPTConfig
 
 N_SPECIAL = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] open TINY_VOCAB
 CLS, SEP = 2, 3
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Import into a test module to run its tests on one thread: for tiny matmuls threads only
-    cost, and when the other core is busy (parallel jobs) they cost ~100x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @functools.cache
