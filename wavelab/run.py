@@ -24,6 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from wavelab.callbacks.health import DIVERGED_EXIT, TrainingDiverged
 from wavelab.cli import quiet_lightning
 from wavelab.config import CONFIG_DIR, instantiate
 from wavelab.errors import ConfigError
@@ -152,6 +153,11 @@ def main(cfg: DictConfig) -> float | None:
     except ConfigError as e:
         log.error("configuration error: %s", e)
         sys.exit(2)
+    except TrainingDiverged as e:
+        log.error("error: %s", e)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep goes on (Optuna records a failed trial), this job failed
+        sys.exit(DIVERGED_EXIT)
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
         log.warning("optimized_metric=%s was not logged; have %s", name, sorted(metrics))
