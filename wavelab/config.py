@@ -9,6 +9,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from wavelab.errors import ConfigError
+from wavelab.run_dirs import register_resolvers
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -22,6 +23,7 @@ def config_dir() -> Path:
 
 
 CONFIG_DIR = str(config_dir())
+register_resolvers()  # before Hydra composes any config: conf/hydra uses ${unique_dir:...}
 
 
 def instantiate(cfg: DictConfig, **kwargs):
