@@ -120,7 +120,16 @@ class LMDataModule(ShardedDataModule):
             return splits, {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
 
         corpus = {k: h[k] for k in CORPUS_KEYS}
-        return cache.load_or_build(h.cache_dir, corpus, self._tokenizer_key, h.val_fraction, build)
+        need = {"train": h.block_size + 1, "val": h.block_size + 1}  # one window and its target
+        return cache.load_or_build(
+            h.cache_dir,
+            corpus,
+            self._tokenizer_key,
+            h.val_fraction,
+            build,
+            need,
+            f"data.block_size={h.block_size}",
+        )
 
     def prepare_data(self) -> None:
         self._entry()
