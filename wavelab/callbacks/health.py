@@ -66,7 +66,7 @@ class FiniteGuard(L.Callback):
             (
                 name
                 for name, t in checkpoint["state_dict"].items()
-                if t.is_floating_point() and not torch.isfinite(t).all()
+                if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()
             ),
             None,
         )

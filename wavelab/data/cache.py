@@ -113,32 +113,38 @@ def load_or_build(
     key: str,
     val_fraction: float,
     build: CorpusSplitter,
-    min_lengths: Mapping[str, int] | None = None,
+    min_lengths: Mapping[str, tuple[int, str]] | None = None,
     length_setting: str = "",
 ) -> tuple[Path, dict]:
     """The cache entry for ``corpus`` (``load_corpus`` keyword arguments) tokenized as ``key``.
 
     On a miss, ``build(text, train_text, val_text)`` returns the arrays and meta to store; the
-    split is contiguous, the last ``val_fraction`` of the characters being validation. An array
-    shorter than its ``min_lengths`` entry means the corpus is too short for the config (named by
-    ``length_setting``, e.g. ``data.block_size=64``): that is a ConfigError, and nothing is cached.
+    split is contiguous, the last ``val_fraction`` of the characters being validation.
+    ``min_lengths`` maps an array to the length it needs and what that counts (e.g. ``{"train":
+    (65, "training tokens")}``); a shorter array means the corpus is too short for the settings
+    named in ``length_setting`` (e.g. ``data.block_size=64``): a ConfigError, and nothing cached.
     """
     cache_dir = Path(cache_dir).expanduser()
     text = load_corpus(**corpus, cache_dir=cache_dir)
     if not text.strip():
         raise ConfigError(f"{describe_corpus(corpus)} is invalid: the text is empty")
     entry = entry_dir(cache_dir, sha256_hex(text.encode()), key)
+
+    def check(lengths: Mapping[str, int]) -> None:
+        for name, (need, what) in (min_lengths or {}).items():
+            if lengths[name] < need:
+                raise ConfigError(
+                    f"{describe_corpus(corpus)} is too short for {length_setting}, "
+                    f"data.val_fraction={val_fraction}: it gives {lengths[name]} {what}, at "
+                    f"least {need} are needed (use a longer text or smaller settings)"
+                )
+
     meta = read_meta(entry)
     if meta is not None:
+        check(meta["lengths"])
         return entry, meta
     log.info("tokenizing %s characters into %s", f"{len(text):,}", entry)
     cut = int(len(text) * (1.0 - val_fraction))
     arrays, meta = build(text, text[:cut], text[cut:])
-    for name, need in (min_lengths or {}).items():
-        if len(arrays[name]) < need:
-            raise ConfigError(
-                f"{describe_corpus(corpus)} is too short for {length_setting} and "
-                f"data.val_fraction={val_fraction}: its {name} array has {len(arrays[name])} "
-                f"entries, at least {need} are needed (use a longer text or a smaller setting)"
-            )
+    check({name: len(ids) for name, ids in arrays.items()})
     return entry, write_entry(entry, arrays, meta)

@@ -120,16 +120,13 @@ class LMDataModule(ShardedDataModule):
             return splits, {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
 
         corpus = {k: h[k] for k in CORPUS_KEYS}
-        need = {"train": h.block_size + 1, "val": h.block_size + 1}  # one window and its target
-        return cache.load_or_build(
-            h.cache_dir,
-            corpus,
-            self._tokenizer_key,
-            h.val_fraction,
-            build,
-            need,
-            f"data.block_size={h.block_size}",
-        )
+        need = {  # one batch of windows (and their targets) to train on, one window to validate
+            "train": (h.block_size + h.batch_size, "training tokens"),
+            "val": (h.block_size + 1, "validation tokens"),
+        }
+        setting = f"data.block_size={h.block_size}, data.batch_size={h.batch_size}"
+        key = self._tokenizer_key
+        return cache.load_or_build(h.cache_dir, corpus, key, h.val_fraction, build, need, setting)
 
     def prepare_data(self) -> None:
         self._entry()

@@ -112,10 +112,9 @@ class WordPieceDataModule(ShardedDataModule):
 
         key = f"wordpiece{vocab_sha}-T{h.block_size}-val{h.val_fraction}"
         corpus = {k: h[k] for k in CORPUS_KEYS}
-        need = {"train_len": 1, "val_len": 1}  # at least one block per split
-        return cache.load_or_build(
-            h.cache_dir, corpus, key, h.val_fraction, build, need, f"data.block_size={h.block_size}"
-        )
+        need = {"train_len": (h.batch_size, "training blocks"), "val_len": (1, "validation blocks")}
+        setting = f"data.block_size={h.block_size}, data.batch_size={h.batch_size}"
+        return cache.load_or_build(h.cache_dir, corpus, key, h.val_fraction, build, need, setting)
 
     def prepare_data(self) -> None:
         self._entry()
