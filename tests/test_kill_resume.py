@@ -165,7 +165,12 @@ def test_sigterm_saves_records_exits_143_and_resumes_exactly(
     logs = tmp_path / "logs"
     proc = start([], logs, tiny_shakespeare, cache_dir)
     wait_for(lambda: any(logs.glob("train/runs/*/checkpoints/last.ckpt")), proc)
-    time.sleep(rng.uniform(0.0, 1.0))
+    last = only_run(logs) / "checkpoints" / "last.ckpt"
+    # Right after one of the first validations' saves, so the signal lands in a training step:
+    # one followed by a validation would stop in it, and resume from that validation's save.
+    for _ in range(rng.randint(0, 3)):
+        before = last.stat().st_mtime_ns
+        wait_for(lambda before=before: last.stat().st_mtime_ns != before, proc, poll=0.001)
     proc.send_signal(signal.SIGTERM)
     out = finish(proc, expect=SIGTERM_EXIT)
     run = only_run(logs)
@@ -173,11 +178,13 @@ def test_sigterm_saves_records_exits_143_and_resumes_exactly(
     stopped_at = summary["interrupted"]["step"]
     assert summary["interrupted"]["signal"] == "SIGTERM"
     assert 0 < stopped_at < STEPS, out[-2000:]
-    if "during validation" not in out:  # then the last checkpoint stands, as the log says
-        assert (
-            torch.load(run / "checkpoints/last.ckpt", weights_only=True)["global_step"]
-            == stopped_at
-        )
+    assert f"SIGTERM at step {stopped_at}: saved" in out, out[-2000:]
+    assert torch.load(last, weights_only=True)["global_step"] == stopped_at
+
     finish(start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir))
     assert "interrupted" not in json.loads((run / "metrics.json").read_text())
     assert_same_run(run, reference)
+    # Resuming the finished run trains nothing and keeps its final metrics.
+    final = json.loads((run / "metrics.json").read_text())["final"]
+    start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir).communicate(timeout=300)
+    assert json.loads((run / "metrics.json").read_text())["final"] == final

@@ -132,8 +132,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # next job of a multirun starts its own run instead of appending to this one.
     exit_code, env = 1, dict(os.environ)
     try:
+        # The job's own config: a config composed with its hydra node (tests) would resolve
+        # hydra.run.dir again, and claim another run dir.
+        job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         for logger in trainer.loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            logger.log_hyperparams(OmegaConf.to_container(job_cfg, resolve=True))
         log.info("model: %s parameters", f"{sum(p.numel() for p in model.parameters()):,}")
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         exit_code = 0

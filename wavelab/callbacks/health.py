@@ -78,6 +78,16 @@ class FiniteGuard(L.Callback):
 
 
 class SaveOnSigterm(L.Callback):
+    def __init__(self):
+        self.saving = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if self.saving:
+            # Lightning's checkpoints store the logging step before the step's final increment,
+            # and resuming adds it back; this save comes after it, so store it as they do, or the
+            # resumed run would log every row one step late.
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException):
             return
@@ -95,11 +105,13 @@ class SaveOnSigterm(L.Callback):
                 trainer.global_step,
             )
             return
-        path = (
-            Path(checkpointer.dirpath) / checkpointer.CHECKPOINT_NAME_LAST
-            + checkpointer.FILE_EXTENSION
-        )
-        trainer.save_checkpoint(path)
+        name = f"{checkpointer.CHECKPOINT_NAME_LAST}{checkpointer.FILE_EXTENSION}"
+        path = Path(checkpointer.dirpath) / name
+        self.saving = True
+        try:
+            trainer.save_checkpoint(path)
+        finally:
+            self.saving = False
         log.warning(
             "SIGTERM at step %d: saved %s; continue with resume_dir=<this run dir>",
             trainer.global_step,
