@@ -3,18 +3,19 @@
 Lightning's own save goes through an fsspec transaction whose temp file lives in the system temp
 dir; when that is another filesystem than the run dir (a local /tmp, checkpoints on shared
 storage: the usual cluster setup) the final move is a copy, and a job killed mid-copy leaves a
-half-written ``last.ckpt`` where the good one was. Writing the temp file beside the target and
-``os.replace``-ing it over is atomic on POSIX filesystems.
+half-written ``last.ckpt`` where the good one was. :mod:`wavelab.atomic` writes the temp file
+beside the target and renames it over, which is atomic on POSIX filesystems.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from wavelab.atomic import atomic_open
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -23,14 +24,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> None:
         if "://" in str(path):  # remote storage: fsspec's transaction is the right tool there
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_open(path) as f:
+            torch.save(checkpoint, f)

@@ -18,6 +18,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from wavelab.errors import ConfigError
+from wavelab.run_dirs import register_resolvers
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader when built with it
@@ -32,6 +33,7 @@ def config_dir() -> Path:
 
 
 CONFIG_DIR = str(config_dir())
+register_resolvers()  # before Hydra composes any config: conf/hydra uses ${unique_dir:...}
 
 
 def _targets_in(node) -> set[str]:

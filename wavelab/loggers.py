@@ -4,10 +4,13 @@ conf/logger/wandb.yaml leaves ``mode``, ``group``, ``name`` and ``id`` null to m
 job"; :func:`wandb_defaults` decides them here, where the Hydra job and the run dir are known. A
 sweep's runs are named by the keys it varies, which ``wavelab.hydra_callbacks.SweepSetup``
 records before its jobs start (each job sees only its own overrides).
+:class:`ResumableCSVLogger` is Lightning's CSVLogger made to continue a run's ``metrics.csv``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import netrc
 import os
 import secrets
@@ -17,10 +20,13 @@ from urllib.parse import urlparse
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from wavelab import atomic
 from wavelab.config import instantiate
 from wavelab.hydra_callbacks import read_swept_keys
 
@@ -135,3 +141,72 @@ def finish_wandb(exit_code: int) -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
         wandb.finish(exit_code=exit_code)
+
+
+class AppendingExperimentWriter(ExperimentWriter):
+    """Lightning's CSV writer, minus deleting an existing ``metrics.csv``: it continues it.
+
+    Lightning's writer removes the file whenever its dir is not empty, which on ``resume_dir``
+    threw away the run's history. This one keeps the rows (without a line a killed process left
+    half-written) and their columns, so new metric keys still widen the header; and it rewrites
+    the file atomically when the header changes, so a kill then cannot empty it.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        fieldnames, rows = self.read_rows()
+        self.metrics_keys = fieldnames
+        self.write_rows(fieldnames, rows)  # drops a torn last line before anything is appended
+
+    def read_rows(self) -> tuple[list[str], list[dict[str, str]]]:
+        """The file's header and its complete rows (a last line without its newline is torn)."""
+        with open(self.metrics_file_path, newline="") as f:
+            text = f.read()
+        if text and not text.endswith("\n"):
+            text = text[: text.rfind("\n") + 1]
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+    def write_rows(self, fieldnames: list[str], rows: list[dict[str, str]]) -> None:
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic.write_text(self.metrics_file_path, out.getvalue())
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        self.write_rows(fieldnames, self.read_rows()[1])
+
+    def keep_steps_before(self, step: int) -> None:
+        """Drops the rows logged at ``step`` or later, and the unsaved ones.
+
+        Resuming from a checkpoint taken at global step N replays every step from N on and logs
+        its rows again; a row is logged at the global step of the batch it describes, so the
+        rows written before that checkpoint are exactly those at steps below N.
+        """
+        self.metrics = [m for m in self.metrics if m["step"] < step]
+        if os.path.isfile(self.metrics_file_path):
+            fieldnames, rows = self.read_rows()
+            self.write_rows(fieldnames, [r for r in rows if int(r["step"]) < step])
+
+
+class ResumableCSVLogger(CSVLogger):
+    """CSVLogger whose ``metrics.csv`` survives resuming (see :class:`AppendingExperimentWriter`).
+
+    Rows are also flushed whenever a checkpoint is saved, so the file holds every row logged
+    before the checkpoint a resume would restart from; ``wavelab.callbacks.resume.ResumeInPlace``
+    drops the rows logged after it.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> AppendingExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingExperimentWriter(log_dir=self.log_dir)
+        return self._experiment
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        self.save()

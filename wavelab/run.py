@@ -267,8 +267,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # next job of a multirun starts its own run instead of appending to this one.
     exit_code, env = 1, dict(os.environ)
     try:
+        # The job's own config: a config composed with its hydra node (tests) would resolve
+        # hydra.run.dir again, and claim another run dir.
+        job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         for logger in trainer.loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            logger.log_hyperparams(OmegaConf.to_container(job_cfg, resolve=True))
         log.info(
             "model: %s parameters; device: %s x%d, precision %s",
             f"{sum(p.numel() for p in model.parameters()):,}",
@@ -288,7 +291,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra_entry("config")
 def train_entry(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    from hydra.types import RunMode
+
+    from wavelab.callbacks.health import DIVERGED_EXIT, TrainingDiverged
+
+    try:
+        metrics = train(cfg)
+    except TrainingDiverged as e:
+        log.error("error: %s", e)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep goes on (Optuna records a failed trial), this job failed
+        sys.exit(DIVERGED_EXIT)
     name = cfg.get("optimized_metric")
     if name and name not in metrics:
         log.warning("optimized_metric=%s was not logged; have %s", name, sorted(metrics))

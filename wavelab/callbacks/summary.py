@@ -1,17 +1,23 @@
 """``<run dir>/metrics.json``: a run's final and best validation metrics and its overrides.
 
 Sweep reports (``python -m wavelab.report``) read these files, so they need neither W&B nor the
-CSV logs. Rewritten after every validation, so a killed job still leaves its last numbers.
+CSV logs. Rewritten after every validation, so a killed job still leaves its last numbers, and
+when a run stops early: ``"interrupted"`` records a SIGTERM, ``"diverged"`` a NaN or inf loss.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import lightning as L
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from wavelab import atomic
+from wavelab.callbacks.health import TrainingDiverged
 
 
 def job_overrides(run_dir: Path) -> list[str]:
@@ -29,6 +35,7 @@ class RunSummary(L.Callback):
         self.path = Path(run_dir) / "metrics.json"
         self.monitor = monitor
         self.mode = mode
+        self.final: dict[str, float] = {}  # the latest metrics; kept across resumes
         self.best: dict[str, float] = {}  # every metric at the best `monitor` value so far
         self.best_step: int | None = None
 
@@ -38,8 +45,10 @@ class RunSummary(L.Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         value = metrics.get(self.monitor)
         better = min if self.mode == "min" else max
-        if value is not None and (
-            self.monitor not in self.best or better(value, self.best[self.monitor]) == value
+        if (
+            value is not None
+            and math.isfinite(value)
+            and (self.monitor not in self.best or better(value, self.best[self.monitor]) == value)
         ):
             self.best, self.best_step = metrics, trainer.global_step
         self.write(trainer)
@@ -47,24 +56,32 @@ class RunSummary(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write(trainer)
 
-    def write(self, trainer: L.Trainer) -> None:
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.write(trainer, interrupted={"signal": "SIGTERM", "step": trainer.global_step})
+        elif isinstance(exception, TrainingDiverged):
+            self.write(trainer, diverged={"step": trainer.global_step, "reason": str(exception)})
+
+    def write(self, trainer: L.Trainer, **ending: dict) -> None:
         if not trainer.is_global_zero:
             return
+        # A resumed run that trains no further step has no metrics of its own: keep the last.
+        if trainer.callback_metrics:
+            self.final = {k: float(v) for k, v in trainer.callback_metrics.items()}
         summary = {
             "global_step": trainer.global_step,
-            "final": {k: float(v) for k, v in trainer.callback_metrics.items()},
+            "final": self.final,
             "best": self.best,
             "best_step": self.best_step,
             "monitor": self.monitor,
             "overrides": job_overrides(self.path.parent),
+            **ending,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        tmp.replace(self.path)
+        atomic.write_text(self.path, json.dumps(summary, indent=1))
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_step": self.best_step}
+        return {"final": self.final, "best": self.best, "best_step": self.best_step}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best, self.best_step = state_dict["best"], state_dict["best_step"]
+        self.final = state_dict.get("final", {})  # older checkpoints lack it

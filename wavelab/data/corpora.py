@@ -9,11 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import logging
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
+from wavelab import atomic
 from wavelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -27,19 +26,6 @@ TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes via a temp file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def shakespeare_complete_works() -> str:
@@ -81,15 +67,32 @@ def tiny_shakespeare(cache_dir: Path) -> str:
             f"the downloaded Tiny Shakespeare has sha256 {sha256_hex(data)}, expected "
             f"{TINY_SHAKESPEARE_SHA256}; refusing to use it"
         )
-    atomic_write_bytes(cached, data)
+    atomic.write_bytes(cached, data)
     return data.decode("utf-8")
 
 
 def read_text_file(path: Path, key: str = "data.path") -> str:
+    """A UTF-8 text file; anything else (missing, a directory, another encoding, binary data)
+    is a ConfigError naming ``key`` and the file."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is invalid: a directory, not a text file")
     if not path.is_file():
         raise ConfigError(f"{key}={str(path)!r} is invalid: no such file")
-    return path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{key}={str(path)!r} is invalid: not UTF-8 text (byte {data[e.start]:#04x} at offset "
+            f"{e.start}); wavelab reads corpora as UTF-8, so convert it first, e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt"
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(
+            f"{key}={str(path)!r} is invalid: it contains NUL bytes, so it is binary, not text"
+        )
+    return text
 
 
 def hf_text(name: str, config: str | None, split: str, column: str) -> str:

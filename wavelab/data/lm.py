@@ -115,8 +115,14 @@ class LMDataModule(ShardedDataModule):
             splits = {"train": tok.encode(train_text), "val": tok.encode(val_text)}
             return splits, {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
 
+        need = {  # one batch of windows (and their targets) to train on, one window to validate
+            "train": (h.block_size + h.batch_size, "training tokens"),
+            "val": (h.block_size + 1, "validation tokens"),
+        }
+        setting = f"data.block_size={h.block_size}, data.batch_size={h.batch_size}"
+        key = self._tokenizer_key
         return cache.load_or_build(
-            h.cache_dir, self.source.load_kwargs(), self._tokenizer_key, h.val_fraction, build
+            h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build, need, setting
         )
 
     def prepare_data(self) -> None:

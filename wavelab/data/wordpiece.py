@@ -123,8 +123,10 @@ class WordPieceDataModule(ShardedDataModule):
             return arrays, {"vocab_size": len(vocab), "block_size": h.block_size}
 
         key = f"wordpiece{vocab_sha}-T{h.block_size}-val{h.val_fraction}"
+        need = {"train_len": (h.batch_size, "training blocks"), "val_len": (1, "validation blocks")}
+        setting = f"data.block_size={h.block_size}, data.batch_size={h.batch_size}"
         return cache.load_or_build(
-            h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build
+            h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build, need, setting
         )
 
     def prepare_data(self) -> None:

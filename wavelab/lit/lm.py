@@ -107,7 +107,8 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
     def configure_optimizers(self):
         opt_cfg = self.hparams.optimizer
         groups = self.net.optimizer_groups(weight_decay=float(opt_cfg.get("weight_decay", 0.0)))
-        optimizer = build_optimizer(opt_cfg, groups)
+        # self._trainer: None outside a Trainer (the bench)
+        optimizer = build_optimizer(opt_cfg, groups, self._trainer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": build_scheduler(optimizer, self.hparams.scheduler),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 
+import lightning as L
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 from omegaconf import DictConfig, OmegaConf
 
 from wavelab.config import instantiate
 from wavelab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def plain(cfg):
@@ -27,9 +32,37 @@ def warmup_cosine(step: int, warmup_steps: int, decay_steps: int, min_lr_ratio: 
     return min_lr_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - min_lr_ratio)
 
 
-def build_optimizer(optimizer_cfg: Mapping, param_groups: list[dict]) -> torch.optim.Optimizer:
+def fused_conflicts_with_clipping(trainer: L.Trainer | None) -> bool:
+    """Whether Lightning refuses a fused optimizer in this trainer.
+
+    Under mixed precision (``bf16-mixed``, ``16-mixed``) Lightning's precision plugin rejects
+    gradient clipping with any optimizer that unscales gradients inside its own step, as fused
+    AdamW does: with a float16 GradScaler it would clip gradients that are still scaled.
+    """
+    return (
+        trainer is not None
+        and bool(trainer.gradient_clip_val)
+        and isinstance(trainer.precision_plugin, MixedPrecision)
+    )
+
+
+def build_optimizer(
+    optimizer_cfg: Mapping, param_groups: list[dict], trainer: L.Trainer | None = None
+) -> torch.optim.Optimizer:
     """Instantiates a ``_partial_`` optimizer config over explicit parameter groups (allowed
-    targets only: the config may come from a checkpoint's hyperparameters)."""
+    targets only: the config may come from a checkpoint's hyperparameters).
+
+    ``fused: true`` means "fused wherever ``trainer`` allows it": where it does not (see
+    :func:`fused_conflicts_with_clipping`) the optimizer falls back to torch's default
+    (multi-tensor) implementation, which gives the same updates.
+    """
+    if optimizer_cfg.get("fused") and fused_conflicts_with_clipping(trainer):
+        log.info(
+            "model.optimizer.fused=true is off: Lightning allows no fused optimizer with "
+            "gradient clipping under trainer.precision=%s",
+            trainer.precision,
+        )
+        optimizer_cfg = {**optimizer_cfg, "fused": None}
     factory = instantiate(optimizer_cfg, "model.optimizer")
     return factory(param_groups)
 

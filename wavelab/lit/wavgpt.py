@@ -186,7 +186,8 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 "weight_decay": 0.0,
             },
         ]
-        optimizer = build_optimizer(self.hparams.optimizer, groups)
+        # self._trainer: None outside a Trainer (the bench)
+        optimizer = build_optimizer(self.hparams.optimizer, groups, self._trainer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": build_scheduler(optimizer, self.hparams.scheduler),

@@ -1,0 +1,190 @@
+"""Killing a real training process at random moments, and resuming it, loses nothing.
+
+One uninterrupted run is the reference. The same run is then SIGKILLed three times (once while a
+checkpoint is being written) or SIGTERMed once, resumed with ``resume_dir=`` after each stop, and
+must end with the reference's weights, its metrics.csv rows (each exactly once) and no stray temp
+file. The kill delays come from a seeded generator, so a failure can be replayed.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from wavelab.callbacks.health import SIGTERM_EXIT
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 16
+# A checkpoint at every validation (every 2 steps), so kills land before, after and during saves;
+# the model is big enough (~0.4 MB of weights, 3x that with AdamW's state) for a save to take a
+# few milliseconds, which the poll below can see.
+ARGS = [
+    "model=gpt",
+    "data.block_size=32",
+    "data.batch_size=4",
+    "data.num_val_windows=8",
+    "model.net.n_layer=2",
+    "model.net.n_embd=64",
+    "model.net.n_head=2",
+    "model.scheduler.warmup_steps=2",
+    f"trainer.max_steps={STEPS}",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_model_summary=false",
+    "callbacks.norms.every_n_steps=3",
+    "callbacks.progress_bar=null",
+    "callbacks.samples=null",
+    "callbacks.throughput=null",  # wall-clock rates differ between any two runs
+]
+
+
+def start(args: list[str], log_dir: Path, corpus: Path, cache: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+    }
+    paths = [f"data.path={corpus}", f"paths.cache_dir={cache}", f"paths.log_dir={log_dir}"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "wavelab.run", *ARGS, *paths, *args],
+        cwd=log_dir.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, expect: int = 0) -> str:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == expect, f"exit {proc.returncode}, expected {expect}:\n{out[-3000:]}"
+    return out
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120, poll: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"the run ended early:\n{proc.communicate()[0][-3000:]}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(poll)
+
+
+def temp_files(run: Path) -> list[Path]:
+    return [p for p in run.rglob("*") if ".tmp" in p.name]
+
+
+def csv_rows(run: Path) -> collections.Counter:
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        return collections.Counter(
+            tuple(sorted((k, v) for k, v in row.items() if v != "")) for row in csv.DictReader(f)
+        )
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    return ckpt["state_dict"]
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    got, want = weights(run), weights(reference)
+    assert got.keys() == want.keys()
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    rows, want_rows = csv_rows(run), csv_rows(reference)
+    assert max(rows.values()) == 1, "a metrics.csv row appears twice"
+    assert rows == want_rows, f"missing: {want_rows - rows}\nextra: {rows - want_rows}"
+    assert temp_files(run) == []
+    final = json.loads((run / "metrics.json").read_text())
+    assert final["final"] == json.loads((reference / "metrics.json").read_text())["final"]
+    # save_top_k=1: one best checkpoint, plus last.ckpt
+    assert len(list((run / "checkpoints").glob("*.ckpt"))) == 2
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_shakespeare, cache_dir) -> Path:
+    logs = tmp_path_factory.mktemp("reference") / "logs"
+    finish(start([], logs, tiny_shakespeare, cache_dir))
+    (run,) = (logs / "train" / "runs").iterdir()
+    return run
+
+
+def only_run(logs: Path) -> Path:
+    (run,) = (logs / "train" / "runs").iterdir()
+    return run
+
+
+def saved_since(path: Path, t0: float):
+    return lambda: path.is_file() and path.stat().st_mtime > t0
+
+
+@pytest.mark.slow
+def test_sigkills_at_random_moments_and_during_a_save_lose_nothing(
+    reference, tmp_path, tiny_shakespeare, cache_dir
+):
+    rng = random.Random(10)
+    logs = tmp_path / "logs"
+    t0 = time.time()
+    proc = start([], logs, tiny_shakespeare, cache_dir)
+    wait_for(lambda: any(logs.glob("train/runs/*/checkpoints/last.ckpt")), proc)
+    run = only_run(logs)
+    ckpts = run / "checkpoints"
+    for kill in ["at random", "during a save", "at random"]:
+        if kill == "at random":  # a moment after this process saved its first checkpoint
+            wait_for(saved_since(ckpts / "last.ckpt", t0), proc)
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:
+            wait_for(lambda: any(".tmp" in name for name in os.listdir(ckpts)), proc, poll=0)
+        assert proc.poll() is None, f"finished before the kill {kill}"
+        proc.kill()
+        proc.wait()
+        if kill == "during a save":  # the kill did interrupt a save: its temp file is left
+            assert temp_files(run)
+        t0 = time.time()
+        proc = start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir)
+    finish(proc)
+    assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_records_exits_143_and_resumes_exactly(
+    reference, tmp_path, tiny_shakespeare, cache_dir
+):
+    rng = random.Random(15)
+    logs = tmp_path / "logs"
+    proc = start([], logs, tiny_shakespeare, cache_dir)
+    wait_for(lambda: any(logs.glob("train/runs/*/checkpoints/last.ckpt")), proc)
+    last = only_run(logs) / "checkpoints" / "last.ckpt"
+    # Right after one of the first validations' saves, so the signal lands in a training step:
+    # one followed by a validation would stop in it, and resume from that validation's save.
+    for _ in range(rng.randint(0, 3)):
+        before = last.stat().st_mtime_ns
+        wait_for(lambda before=before: last.stat().st_mtime_ns != before, proc, poll=0.001)
+    proc.send_signal(signal.SIGTERM)
+    out = finish(proc, expect=SIGTERM_EXIT)
+    run = only_run(logs)
+    summary = json.loads((run / "metrics.json").read_text())
+    stopped_at = summary["interrupted"]["step"]
+    assert summary["interrupted"]["signal"] == "SIGTERM"
+    assert 0 < stopped_at < STEPS, out[-2000:]
+    assert f"SIGTERM at step {stopped_at}: saved" in out, out[-2000:]
+    assert torch.load(last, weights_only=True)["global_step"] == stopped_at
+
+    finish(start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir))
+    assert "interrupted" not in json.loads((run / "metrics.json").read_text())
+    assert_same_run(run, reference)
+    # Resuming the finished run trains nothing and keeps its final metrics.
+    final = json.loads((run / "metrics.json").read_text())["final"]
+    start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir).communicate(timeout=300)
+    assert json.loads((run / "metrics.json").read_text())["final"] == final

@@ -1,0 +1,119 @@
+"""How a run ends when it cannot go on: a diverged loss, or a SIGTERM from a scheduler.
+
+- :class:`FiniteGuard` stops a run whose loss or weights became NaN or infinite, before the bad
+  weights are stepped on or saved: no NaN checkpoint becomes ``best`` or replaces ``last.ckpt``.
+  The entry point then exits with :data:`DIVERGED_EXIT`.
+- :class:`SaveOnSigterm` turns Lightning's SIGTERM handling (which stops the loop and exits 0)
+  into an honest stop: ``last.ckpt`` at the current step, so ``resume_dir=`` loses nothing, and
+  exit status :data:`SIGTERM_EXIT` (128 + 15, the shell's convention), so sweeps and schedulers
+  count the job as interrupted, not done. It does not requeue: under SLURM, Lightning's own
+  auto-requeue answers the requeue signal (``sbatch --signal=USR1@90``); a job terminated by
+  SIGTERM is continued by running it again with ``resume_dir=<its run dir>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+DIVERGED_EXIT = 3
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+LIKELY_CAUSES = (
+    "likely causes: a learning rate too high (model.optimizer.lr), float16 overflow "
+    "(trainer.precision=16-mixed; try bf16-mixed or 32-true), or bad data"
+)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights are NaN or infinite; the run stopped without saving them."""
+
+
+class FiniteGuard(L.Callback):
+    """Checks every training loss before its backward pass, the monitored validation metric
+    after each validation, and the weights before every checkpoint save."""
+
+    def __init__(self, monitor: str = "val/loss"):
+        self.monitor = monitor
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise TrainingDiverged(
+                f"training diverged: the training loss is {loss.item()} at step "
+                f"{trainer.global_step}, so the run stopped before stepping on it; "
+                f"{LIKELY_CAUSES}"
+            )
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or math.isfinite(float(value)):
+            return
+        raise TrainingDiverged(
+            f"training diverged: {self.monitor} is {float(value)} at step {trainer.global_step}, "
+            f"so the run stopped without saving a checkpoint of it; {LIKELY_CAUSES}"
+        )
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        bad = next(
+            (
+                name
+                for name, t in checkpoint["state_dict"].items()
+                if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()
+            ),
+            None,
+        )
+        if bad is not None:
+            raise TrainingDiverged(
+                f"training diverged: the weights hold NaN or inf values ({bad}) at step "
+                f"{trainer.global_step}, so the run stopped without saving them; {LIKELY_CAUSES}"
+            )
+
+
+class SaveOnSigterm(L.Callback):
+    def __init__(self):
+        self.saving = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if self.saving:
+            # Lightning's checkpoints store the logging step before the step's final increment,
+            # and resuming adds it back; this save comes after it, so store it as they do, or the
+            # resumed run would log every row one step late.
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        exception.code = SIGTERM_EXIT
+        checkpointer = trainer.checkpoint_callback
+        if checkpointer is None or checkpointer.dirpath is None:
+            log.warning(
+                "SIGTERM at step %d: no checkpoint callback, nothing saved", trainer.global_step
+            )
+            return
+        if trainer.validating:
+            # Lightning cannot resume half a validation exactly; the last checkpoint stands.
+            log.warning(
+                "SIGTERM during validation at step %d: resume restarts from the last checkpoint",
+                trainer.global_step,
+            )
+            return
+        name = f"{checkpointer.CHECKPOINT_NAME_LAST}{checkpointer.FILE_EXTENSION}"
+        path = Path(checkpointer.dirpath) / name
+        self.saving = True
+        try:
+            trainer.save_checkpoint(path)
+        finally:
+            self.saving = False
+        log.warning(
+            "SIGTERM at step %d: saved %s; continue with resume_dir=<this run dir>",
+            trainer.global_step,
+            path,
+        )
