@@ -106,32 +106,57 @@ def test_hub_encoder_config_says_what_to_do_offline(make_cfg, monkeypatch):
 
 
 # A mapping key at the start of a line (not a list item, not a comment).
-KEY = re.compile(r"^\s*(?P<key>[A-Za-z_][\w.@/-]*):(\s|$)")
-# Keys whose meaning is Hydra's or Python's, not ours.
-SELF_EXPLAINED = {"defaults", "_target_", "_partial_"}
+KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_][\w.@/-]*):(\s|$)")
+# A key whose value is a block scalar (`|`, `|-`, `>`, ...): the lines below it are text, not keys.
+BLOCK_SCALAR = re.compile(r":\s*[|>][-+0-9]*\s*(#.*)?$")
+# Keys whose meaning is Hydra's or Python's, not ours: the defaults list, and the instantiation
+# keys (`_target_` names its class, whose docs are the key's; `_partial_`/`_recursive_` are Hydra's).
+SELF_EXPLAINED = {"defaults", "_target_", "_partial_", "_recursive_"}
+# Every shipped config: the groups and entries under conf/, and the experiment presets, which
+# conf/experiment links to (rglob does not follow that link).
+CONFIG_FILES = sorted(CONF.rglob("*.yaml")) + sorted((REPO / "experiments").glob("*.yaml"))
 
 
 def undocumented_keys(path: Path) -> list[str]:
-    """Keys with neither a comment on their line nor a comment line right above them."""
-    missing, previous = [], ""
+    """Keys with neither a comment on their line nor a comment line right above them, at their
+    indentation (a comment indented further continues the comment of the line above it)."""
+    missing, previous, text_below = [], "", None
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
+        indent = len(line) - len(line.lstrip())
+        if text_below is not None and indent > text_below:
+            continue  # a line of a block scalar's text
+        text_below = None
         match = KEY.match(line)
-        commented = "#" in line[match.end() :] if match else True
-        documented = commented or previous.startswith("#")
-        if match and match["key"] not in SELF_EXPLAINED and not documented:
-            missing.append(f"{path.name}:{number}: {line.strip()}")
-        previous = line.strip()
+        if match and match["key"] not in SELF_EXPLAINED:
+            documented = "#" in line[match.end() :] or previous.startswith(match["indent"] + "#")
+            if not documented:
+                missing.append(f"{path.name}:{number}: {line.strip()}")
+        if match and BLOCK_SCALAR.search(line):
+            text_below = len(match["indent"])
+        previous = line
     return missing
 
 
-@pytest.mark.parametrize("entry_config", sorted(p.name for p in CONF.glob("*.yaml")))
-def test_entry_configs_document_every_key(entry_config):
-    assert undocumented_keys(CONF / entry_config) == []
+@pytest.mark.parametrize(
+    "config", CONFIG_FILES, ids=[str(p.relative_to(REPO)) for p in CONFIG_FILES]
+)
+def test_every_config_documents_every_key(config):
+    assert undocumented_keys(config) == []
 
 
 def test_a_key_without_a_comment_is_found(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("# the seed\nseed: 1\nsteps: 2  # how many\nlr: 3\nnet:\n  - a: 1\n")
-    assert undocumented_keys(path) == ["c.yaml:4: lr: 3", "c.yaml:5: net:"]
+    path.write_text(
+        "# the seed\nseed: 1\nsteps: 2  # how many\nlr: 3\nnet:\n  - a: 1\n"
+        "help:  # the help text\n  template: |-\n    Usage: text, not a key\n  other: 4\n"
+        "width: 5  # a comment that goes on\n           # below the key\nheight: 6\n"
+    )
+    assert undocumented_keys(path) == [
+        "c.yaml:4: lr: 3",
+        "c.yaml:5: net:",
+        "c.yaml:8: template: |-",
+        "c.yaml:10: other: 4",
+        "c.yaml:13: height: 6",
+    ]
