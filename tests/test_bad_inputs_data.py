@@ -59,12 +59,12 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_corpus_is_a_clean_error_and_caches_nothing(
-    case, entry, tmp_path, tiny_shakespeare, request
+    case, entry, tmp_path, corpus_file, request
 ):
     make_file, overrides, names = CASES[case]
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    path = make_file(inputs) if make_file else tiny_shakespeare
+    path = make_file(inputs) if make_file else corpus_file
     args = [*overrides, f"data.path={path}", "callbacks.progress_bar=null"]
     if "model=wavgpt" in overrides:
         args.append(f"model.encoder.name_or_path={request.getfixturevalue('tiny_encoder_dir')}")

@@ -113,9 +113,9 @@ def assert_same_run(run: Path, reference: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_shakespeare, cache_dir) -> Path:
+def reference(tmp_path_factory, corpus_file, cache_dir) -> Path:
     logs = tmp_path_factory.mktemp("reference") / "logs"
-    finish(start([], logs, tiny_shakespeare, cache_dir))
+    finish(start([], logs, corpus_file, cache_dir))
     (run,) = (logs / "train" / "runs").iterdir()
     return run
 
@@ -131,12 +131,12 @@ def saved_since(path: Path, t0: float):
 
 @pytest.mark.slow
 def test_sigkills_at_random_moments_and_during_a_save_lose_nothing(
-    reference, tmp_path, tiny_shakespeare, cache_dir
+    reference, tmp_path, corpus_file, cache_dir
 ):
     rng = random.Random(10)
     logs = tmp_path / "logs"
     t0 = time.time()
-    proc = start([], logs, tiny_shakespeare, cache_dir)
+    proc = start([], logs, corpus_file, cache_dir)
     wait_for(lambda: any(logs.glob("train/runs/*/checkpoints/last.ckpt")), proc)
     run = only_run(logs)
     ckpts = run / "checkpoints"
@@ -152,18 +152,18 @@ def test_sigkills_at_random_moments_and_during_a_save_lose_nothing(
         if kill == "during a save":  # the kill did interrupt a save: its temp file is left
             assert temp_files(run)
         t0 = time.time()
-        proc = start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir)
+        proc = start([f"resume_dir={run}"], logs, corpus_file, cache_dir)
     finish(proc)
     assert_same_run(run, reference)
 
 
 @pytest.mark.slow
 def test_sigterm_saves_records_exits_143_and_resumes_exactly(
-    reference, tmp_path, tiny_shakespeare, cache_dir
+    reference, tmp_path, corpus_file, cache_dir
 ):
     rng = random.Random(15)
     logs = tmp_path / "logs"
-    proc = start([], logs, tiny_shakespeare, cache_dir)
+    proc = start([], logs, corpus_file, cache_dir)
     wait_for(lambda: any(logs.glob("train/runs/*/checkpoints/last.ckpt")), proc)
     last = only_run(logs) / "checkpoints" / "last.ckpt"
     # Right after one of the first validations' saves, so the signal lands in a training step:
@@ -181,10 +181,10 @@ def test_sigterm_saves_records_exits_143_and_resumes_exactly(
     assert f"SIGTERM at step {stopped_at}: saved" in out, out[-2000:]
     assert torch.load(last, weights_only=True)["global_step"] == stopped_at
 
-    finish(start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir))
+    finish(start([f"resume_dir={run}"], logs, corpus_file, cache_dir))
     assert "interrupted" not in json.loads((run / "metrics.json").read_text())
     assert_same_run(run, reference)
     # Resuming the finished run trains nothing and keeps its final metrics.
     final = json.loads((run / "metrics.json").read_text())["final"]
-    start([f"resume_dir={run}"], logs, tiny_shakespeare, cache_dir).communicate(timeout=300)
+    start([f"resume_dir={run}"], logs, corpus_file, cache_dir).communicate(timeout=300)
     assert json.loads((run / "metrics.json").read_text())["final"] == final

@@ -108,7 +108,7 @@ def test_norms_are_logged_once_at_the_step_they_were_measured(make_cfg, tmp_path
         assert len({value for _, value in logged}) == 3, key
 
 
-def test_same_second_starts_get_their_own_run_dirs(tmp_path, tiny_shakespeare, cache_dir):
+def test_same_second_starts_get_their_own_run_dirs(tmp_path, corpus_file, cache_dir):
     """Two real runs, started together, ask for the same dir name: each gets one of its own."""
     base = tmp_path / "logs" / "same-second"
     env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "offline"}
@@ -121,7 +121,7 @@ def test_same_second_starts_get_their_own_run_dirs(tmp_path, tiny_shakespeare, c
                 "debug=fdr",
                 "model=gpt",
                 f"seed={seed}",
-                f"data.path={tiny_shakespeare}",
+                f"data.path={corpus_file}",
                 f"paths.cache_dir={cache_dir}",
                 f"paths.log_dir={tmp_path / 'logs'}",
                 "callbacks.progress_bar=null",
@@ -152,11 +152,11 @@ def test_default_run_and_sweep_dirs_are_claimed_exclusively(make_cfg):
         assert str(cfg.hydra[key]._get_node("dir")._value()).startswith("${unique_dir:"), key
 
 
-def test_nan_loss_stops_with_exit_3_and_leaves_only_finite_checkpoints(entry, tiny_shakespeare):
+def test_nan_loss_stops_with_exit_3_and_leaves_only_finite_checkpoints(entry, corpus_file):
     result = entry(
         "run",
         *LM_SMALL,
-        f"data.path={tiny_shakespeare}",
+        f"data.path={corpus_file}",
         "model=gpt",
         "model.optimizer.lr=300",  # finite for a few steps, then the loss overflows
         "model.scheduler.warmup_steps=0",
