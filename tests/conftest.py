@@ -208,11 +208,11 @@ class Entry:
 
 def assert_clean_error(result, *names: str) -> str:
     """A user error as wavelab promises it: exit code 2, no traceback, exactly one line that
-    says ``error`` and names each of ``names`` (the key or file, the bad value). Returns it."""
+    says ``error:`` and names each of ``names`` (the key or file, the bad value). Returns it."""
     out = result.stdout + result.stderr
     assert result.returncode == 2, f"exit {result.returncode}, expected 2:\n{out[-3000:]}"
     assert "Traceback" not in out, out[-3000:]
-    lines = [line for line in out.splitlines() if "error" in line.lower()]
+    lines = [line for line in out.splitlines() if "error:" in line.lower()]
     assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{out[-3000:]}"
     for name in names:
         assert name in lines[0], f"{name!r} not in the error line: {lines[0]}"

@@ -21,8 +21,8 @@ import torch
 import yaml
 from conftest import LM_SMALL
 
-from wavelab.callbacks.health import DIVERGED_EXIT
 from wavelab.config import instantiate
+from wavelab.errors import DIVERGED_EXIT
 from wavelab.loggers import ResumableCSVLogger
 from wavelab.run import train
 

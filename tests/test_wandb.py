@@ -11,6 +11,7 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+import wavelab.config
 from wavelab.callbacks.media import log_images
 from wavelab.hydra_callbacks import swept_keys
 from wavelab.loggers import (
@@ -68,6 +69,9 @@ class PlotEveryValidation(L.Callback):
 
 def test_samples_accumulate_in_one_table_and_plots_become_images(make_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
+    # A test-only callback: let wavelab build it, as it would one of conf/'s own.
+    allowed = wavelab.config.ALLOWED_TARGETS | {"test_wandb.PlotEveryValidation"}
+    monkeypatch.setattr(wavelab.config, "ALLOWED_TARGETS", allowed)
     cfg = make_cfg(
         "model=gpt",
         "logger=wandb",

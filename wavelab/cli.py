@@ -23,9 +23,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from wavelab.config import CONFIG_DIR
-from wavelab.errors import ConfigError
+from wavelab.errors import USER_ERROR_EXIT, ConfigError
 
-USER_ERROR_EXIT = 2
 # Set by a task function's wrapper on exceptions that escape it, so that hydra_entry tells a bug
 # inside a run (a traceback) from a composition error before it (one line).
 _RAISED_IN_TASK = "_wavelab_raised_in_task"
@@ -163,7 +162,10 @@ def checked_device(value: str) -> str:
 NOISE = ("💡 Tip:", "GPU available:", "TPU available:", "HPU available:")
 
 
-@functools.cache
+def _not_noise(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(NOISE)
+
+
 def quiet_lightning() -> None:
     """Drops Lightning's console lines that say nothing about the run (NOISE), a deprecation
     warning that Lightning's own code draws from torch, and the warning about modules in eval
@@ -171,13 +173,11 @@ def quiet_lightning() -> None:
 
     Call it after importing Lightning: imported after Hydra has set up logging, Lightning's own
     console handler would print each of its lines a second time next to Hydra's (which also
-    writes them to run.log), so that handler goes.
+    writes them to run.log), so that handler goes. Calling it again adds nothing twice.
     """
     if logging.getLogger().hasHandlers():  # Hydra's; without them Lightning's is the only one
         logging.getLogger("lightning").handlers.clear()
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not record.getMessage().startswith(NOISE)
-    )
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_noise)
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 

@@ -59,17 +59,34 @@ def shipped_targets(conf_dir: str | Path = CONFIG_DIR) -> frozenset[str]:
 ALLOWED_TARGETS = shipped_targets()
 
 
+# Packages whose classes a user may add from the command line besides conf/'s own, e.g.
+# `+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping`: each maps to the base
+# class a target must subclass. A target is looked up as an attribute of the (already imported)
+# package, never imported by the name it gives, and functions (torch.load, ...) never pass.
+_PART_PACKAGES = {
+    "torch.optim": ("torch.optim", "Optimizer"),
+    "lightning.pytorch.callbacks": ("lightning.pytorch.callbacks", "Callback"),
+    "lightning.pytorch.loggers": ("lightning.pytorch.loggers", "Logger"),
+    "lightning.pytorch.plugins": ("lightning.pytorch.plugins", "Precision"),
+    "lightning.pytorch.plugins.precision": ("lightning.pytorch.plugins", "Precision"),
+    "lightning.pytorch.strategies": ("lightning.pytorch.strategies", "Strategy"),
+}
+
+
 def allowed_target(target: str) -> bool:
-    """A class conf/ names, or one of torch's optimizers (``model.optimizer._target_``)."""
+    """A class conf/ names, a torch.optim optimizer, or a Lightning callback, logger, precision
+    plugin or strategy class (see _PART_PACKAGES)."""
     if target in ALLOWED_TARGETS:
         return True
-    module, _, name = target.rpartition(".")
-    if module != "torch.optim":
+    package, _, name = target.rpartition(".")
+    if package not in _PART_PACKAGES:
         return False
-    import torch.optim  # already imported wherever an optimizer is built
+    import importlib  # only the fixed package names above are ever imported
 
-    cls = getattr(torch.optim, name, None)
-    return isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)
+    base_package, base_name = _PART_PACKAGES[package]
+    base = getattr(importlib.import_module(base_package), base_name)
+    cls = getattr(importlib.import_module(package), name, None)
+    return isinstance(cls, type) and issubclass(cls, base)
 
 
 def check_targets(cfg, where: str = "") -> None:

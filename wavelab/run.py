@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from wavelab.cli import hydra_entry, one_line, print_config_tree, quiet_lightning, user_error
 from wavelab.config import check_number, instantiate
-from wavelab.errors import ConfigError
+from wavelab.errors import DIVERGED_EXIT, ConfigError, TrainingDiverged
 
 # Lightning, torch and the models are imported inside the functions that run, so that --help
 # and config errors answer in about a second instead of after seconds of imports.
@@ -292,8 +292,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
 @hydra_entry("config")
 def train_entry(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
-
-    from wavelab.callbacks.health import DIVERGED_EXIT, TrainingDiverged
 
     try:
         metrics = train(cfg)

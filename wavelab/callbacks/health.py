@@ -22,19 +22,16 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from wavelab.errors import TrainingDiverged
+
 log = logging.getLogger(__name__)
 
-DIVERGED_EXIT = 3
 SIGTERM_EXIT = 128 + signal.SIGTERM
 
 LIKELY_CAUSES = (
     "likely causes: a learning rate too high (model.optimizer.lr), float16 overflow "
     "(trainer.precision=16-mixed; try bf16-mixed or 32-true), or bad data"
 )
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the weights are NaN or infinite; the run stopped without saving them."""
 
 
 class FiniteGuard(L.Callback):

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from wavelab import atomic
-from wavelab.callbacks.health import TrainingDiverged
+from wavelab.errors import TrainingDiverged
 
 
 def job_overrides(run_dir: Path) -> list[str]:
