@@ -250,9 +250,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from wavelab.loggers import finish_wandb
 
     quiet_lightning()
+    # The job's own config, for showing and logging: a config composed with its hydra node
+    # (tests) would resolve hydra.run.dir again, and claim another run dir.
+    job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
     rank_zero = is_rank_zero()
     if rank_zero:
-        announce(cfg)
+        announce(job_cfg)
     L.seed_everything(cfg.seed, workers=True)
     pin_ddp_children_to_this_job()
     datamodule = instantiate(cfg.data, "data")
@@ -267,9 +270,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # next job of a multirun starts its own run instead of appending to this one.
     exit_code, env = 1, dict(os.environ)
     try:
-        # The job's own config: a config composed with its hydra node (tests) would resolve
-        # hydra.run.dir again, and claim another run dir.
-        job_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         for logger in trainer.loggers:
             logger.log_hyperparams(OmegaConf.to_container(job_cfg, resolve=True))
         log.info(
