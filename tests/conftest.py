@@ -99,6 +99,7 @@ WAVGPT_SMALL = [
     "data.num_val_blocks=8",
     "model.refine_layers=1",
     "model.refine_heads=2",
+    "model.kd_top_k=8",  # a small teacher cache
 ]
 
 
@@ -127,7 +128,12 @@ def make_cfg(tmp_path, cache_dir, corpus_file, request):
             base += ["trainer.max_steps=6", "trainer.val_check_interval=3"]
             if small:
                 base += small_overrides(overrides, request)
-        return compose_config(base + list(overrides), tmp_path / run, config_name)
+        cfg = compose_config(base + list(overrides), tmp_path / run, config_name)
+        if not small and cfg.get("data", {}).get("teacher_cache"):
+            # A preset's teacher cache runs the real encoder over the whole test corpus: minutes.
+            # tests/test_teacher_cache.py covers the cache; presets are checked without it.
+            cfg.data.teacher_cache = False
+        return cfg
 
     yield _make
     GlobalHydra.instance().clear()

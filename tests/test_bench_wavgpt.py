@@ -54,7 +54,7 @@ def test_a_timed_step_is_the_modules_own_training_step(tiny_encoder_dir):
     assert any(n.startswith("refiner.") for n in changed)
 
 
-def test_the_bench_reports_every_section_and_the_real_losses(
+def test_the_bench_compares_both_paths_section_by_section_with_their_real_losses(
     tiny_encoder_dir, corpus_file, cache_dir, tmp_path
 ):
     overrides = (
@@ -65,24 +65,34 @@ def test_the_bench_reports_every_section_and_the_real_losses(
         "data.batch_size=2",
         "model.refine_layers=1",
         "model.refine_heads=2",
+        "model.kd_top_k=8",
     )
     result = wavgpt.run(wavgpt.Settings(steps=2, warmup=0, overrides=overrides))
-    assert set(result["ms"]) == {*wavgpt.SECTIONS, "forward", "lifting_backward"}
-    assert result["step_ms"] == sum(result["ms"][s] for s in wavgpt.SECTIONS)
-    assert 0 < result["lifting_share_forward"] < result["lifting_share"] < 1
-    assert 0 < result["tokens_per_s_real"] <= result["tokens_per_s_padded"]
-    assert result["config"]["d"] == 32 and len(result["losses"]) == 2
-    assert "filter + lifting" in wavgpt.format_table(result)
+    assert list(result["paths"]) == ["live", "cached"]
+    for name, path in result["paths"].items():
+        assert set(path["ms"]) == {*wavgpt.SECTIONS, "forward", "lifting_backward"}, name
+        assert path["step_ms"] == sum(path["ms"][s] for s in wavgpt.SECTIONS)
+        assert 0 < path["lifting_share_forward"] < path["lifting_share"] < 1
+        assert 0 < path["tokens_per_s_real"] <= path["tokens_per_s_padded"]
+        assert len(path["losses"]) == 2
+    # The cached path never runs the encoder; the live one does.
+    assert (
+        result["paths"]["cached"]["ms"]["encoder"] == 0 < result["paths"]["live"]["ms"]["encoder"]
+    )
+    assert result["config"]["d"] == 32 and result["teacher_cache_mb"] > 0
+    table = wavgpt.format_table(result)
+    assert "cached vs live" in table and "teacher cache on disk" in table
 
-    # The first timed loss is the module's own _shared_step on the first batch, built the same way.
-    cfg = compose(["model=wavgpt", *overrides], output_dir=tmp_path)
-    L.seed_everything(cfg.seed, verbose=False)
-    data = instantiate(cfg.data)
-    data.prepare_data()
-    data.setup("fit")
-    module = instantiate(cfg.model).train()
-    first = module._shared_step(next(iter(data.train_dataloader())), "train")
-    assert result["losses"][0] == float(first.detach())
+    # Each path's first timed loss is the module's own _shared_step on its first batch.
+    for name in ("live", "cached"):
+        cfg = compose(["model=wavgpt", *wavgpt.PATHS[name], *overrides], output_dir=tmp_path)
+        L.seed_everything(cfg.seed, verbose=False)
+        data = instantiate(cfg.data)
+        data.prepare_data()
+        data.setup("fit")
+        module = instantiate(cfg.model).train()
+        first = module._shared_step(next(iter(data.train_dataloader())), "train")
+        assert result["paths"][name]["losses"][0] == float(first.detach()), name
 
 
 def test_the_cli_passes_training_overrides_on_and_writes_json(entry, tiny_encoder_dir, corpus_file):
@@ -94,6 +104,7 @@ def test_the_cli_passes_training_overrides_on_and_writes_json(entry, tiny_encode
         "warmup=0",
         "threads=1",
         f"json={out}",
+        "compare=[cached]",
         "model.keep_ratio=0.125",  # not a bench key: an override of the benchmarked config
         f"model.encoder.name_or_path={tiny_encoder_dir}",
         f"data.path={corpus_file}",
@@ -101,9 +112,11 @@ def test_the_cli_passes_training_overrides_on_and_writes_json(entry, tiny_encode
         "data.batch_size=2",
         "model.refine_layers=1",
         "model.refine_heads=2",
+        "model.kd_top_k=8",
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     saved = json.loads(out.read_text())
     assert saved["config"]["keep_ratio"] == 0.125 and saved["settings"]["steps"] == 1
+    assert list(saved["paths"]) == ["cached"]
     assert "training step" in result.stdout
     assert "Traceback" not in result.stderr

@@ -151,7 +151,7 @@ def test_distillation_loss_terms():
     ids = torch.randint(0, V, (B, T))
     mask = torch.ones(B, T, dtype=torch.long)
     mask[1, 5:] = 0
-    cfg = WavGPTConfig(block_size=8, kd_temperature=3.0, logits_mse_weight=0.5)
+    cfg = WavGPTConfig(block_size=8, kd_temperature=3.0, logits_mse_weight=0.5, kd="full")
     total, terms = distillation_loss(student, teacher, ids, mask, cfg)
     real = mask.bool()
     kl = F.kl_div(
@@ -198,6 +198,9 @@ def test_mse_terms_need_their_tensors():
         ({"dropout": 1.0}, r"model\.dropout=1\.0 is invalid"),
         ({"kl_weight": 0, "ce_weight": 0}, r"at least one loss weight"),
         ({"ce_weight": -1}, r"model\.ce_weight=-1 is invalid: must be >= 0"),
+        ({"kd": "dense"}, r"model\.kd='dense' is invalid: must be one of \('sparse', 'full'\)"),
+        ({"kd_top_k": 0}, r"model\.kd_top_k=0 is invalid: must be an integer >= 1"),
+        ({"logits_mse_weight": 1.0}, r"model\.logits_mse_weight=1\.0 needs .* model\.kd=full"),
     ],
 )
 def test_bad_configs_raise_clear_errors(overrides, message):

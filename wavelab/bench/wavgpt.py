@@ -1,7 +1,14 @@
-"""Where a WavGPT training step spends its time, and how much memory it needs.
+"""Where a WavGPT training step spends its time, with and without the teacher cache.
 
     python -m wavelab.bench wavgpt                 # MiniLM, Shakespeare, T=256, batch 8
     python -m wavelab.bench wavgpt threads=1 json=wavgpt.json model.keep_ratio=0.125
+    python -m wavelab.bench wavgpt compare=[cached]  # one path: its peak RSS alone
+
+Two training paths run side by side, their steps interleaved so that load on the machine hits
+both alike (``PATHS``): ``live`` runs the frozen encoder and the full-vocabulary teacher and KD
+every step, as WavGPT trained before the teacher cache; ``cached`` reads the hidden states and
+the teacher's top K from ``wavelab.data.teacher_cache`` (built first if missing) and uses
+sparse KD.
 
 Keys: conf/bench.yaml and conf/bench/wavgpt.yaml (``--help`` lists them). The model and data are
 composed from the real conf/ (``model=wavgpt``: the packaged all-MiniLM-L6-v2, default
@@ -42,6 +49,7 @@ from omegaconf import DictConfig
 from wavelab.bench import check_settings, load_line, publish, settings_from
 from wavelab.compose import compose
 from wavelab.config import instantiate
+from wavelab.errors import ConfigError
 from wavelab.lit.wavgpt import WavGPTModule
 
 # The stages timed inside the real forward, and the method of the module each one runs.
@@ -57,16 +65,31 @@ LIFTING = ("dwt", "filter", "inverse")
 TARGET_SHARE = 0.10  # filter + lifting should stay below this fraction of a training step
 
 
+# The training paths the bench can compare, as overrides of the benchmarked config.
+PATHS = {
+    # the frozen encoder and the full-vocabulary teacher run every step (before the cache)
+    "live": ("data.teacher_cache=false", "model.kd=full"),
+    # hidden states and the teacher's top K come from the teacher cache; sparse KD
+    "cached": ("data.teacher_cache=true", "model.kd=sparse"),
+}
+
+
 @dataclass
 class Settings:
-    steps: int = 3  # timed steps
+    steps: int = 3  # timed steps per path
     warmup: int = 1  # untimed steps first (allocator, lazy init)
     threads: int | None = None  # torch threads; None: torch's default
+    compare: tuple[str, ...] = tuple(PATHS)  # the paths run side by side, steps interleaved
     overrides: tuple[str, ...] = ()  # extra Hydra overrides, applied last
 
     def validate(self) -> None:
         """Raises ConfigError naming the bench key for any value that cannot run."""
         check_settings(asdict(self))
+        unknown = [p for p in self.compare if p not in PATHS]
+        if unknown or not self.compare:
+            raise ConfigError(
+                f"compare={list(self.compare)} is invalid: name one or more of {list(PATHS)}"
+            )
 
 
 class Clock:
@@ -126,8 +149,7 @@ def train_step(module: WavGPTModule, optimizer, clip: float | None, batch: dict,
 def lifting_backward(module: WavGPTModule, batch: dict, clock: Clock) -> None:
     """Times the backward pass through inverse, filter and dwt alone: from the core's
     ``h_hat`` (before the refiner) with a random gradient, which is then discarded."""
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    h_hat = module.core(module.encoder.hidden(ids, mask), mask).h_hat
+    h_hat = module.core(module.hidden_states(batch), batch["attention_mask"]).h_hat
     grad = torch.randn_like(h_hat)
     with clock("lifting_backward"):
         h_hat.backward(grad)
@@ -147,44 +169,95 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run(settings: Settings) -> dict:
-    settings.validate()
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    load_before = os.getloadavg()
+@dataclass
+class TrainingPath:
+    """One benchmarked training path: its data, module, optimizer and timings."""
+
+    cfg: DictConfig
+    module: WavGPTModule
+    optimizer: torch.optim.Optimizer
+    batches: object  # iterator over the path's training batches
+    clock: Clock
+    losses: list[float]
+    real_tokens: list[int]
+    padded_tokens: list[int]
+    cache_bytes: int  # of its teacher cache on disk (0: none)
+
+
+def build_path(name: str, settings: Settings, device: torch.device) -> TrainingPath:
     with tempfile.TemporaryDirectory() as output_dir:
-        cfg = compose(["model=wavgpt", *settings.overrides], output_dir=output_dir)
+        overrides = ["model=wavgpt", *PATHS[name], *settings.overrides]
+        cfg = compose(overrides, output_dir=output_dir)
         L.seed_everything(cfg.seed, verbose=False)
         data = instantiate(cfg.data)
         data.prepare_data()
         data.setup("fit")
         module = instantiate(cfg.model).to(device).train()
     optimizer = module.configure_optimizers()["optimizer"]
-    clip = cfg.trainer.get("gradient_clip_val")
-    clock = Clock(device)
-    real_tokens, padded_tokens, losses = [], [], []
+    batches = iter(data.train_dataloader())
+    cache_bytes = sum(a.nbytes for split in data.teacher_arrays.values() for a in split.values())
+    return TrainingPath(cfg, module, optimizer, batches, Clock(device), [], [], [], cache_bytes)
+
+
+def summarize(path: TrainingPath, steps: int) -> dict:
+    seconds = path.clock.seconds
+    for name in STAGES:  # a stage the path never runs (the cached path's encoder) costs 0
+        seconds.setdefault(name, [0.0] * steps)
+    seconds["head_loss"] = head_loss_seconds(seconds)
+    ms = {name: 1000 * statistics.median(s) for name, s in seconds.items()}
+    step_ms = sum(ms[s] for s in SECTIONS)
+    lifting_ms = sum(ms[s] for s in LIFTING)
+    step_s = [sum(seconds[s][i] for s in SECTIONS) for i in range(steps)]
+    real, padded = path.real_tokens[-steps:], path.padded_tokens[-steps:]
+    return {
+        "ms": ms,
+        "step_ms": step_ms,
+        "losses": path.losses[-steps:],  # the timed steps' training losses
+        "lifting_share_forward": lifting_ms / step_ms,
+        "lifting_share": (lifting_ms + ms["lifting_backward"]) / step_ms,
+        "tokens_per_s_padded": sum(padded) / sum(step_s),
+        "tokens_per_s_real": sum(real) / sum(step_s),
+        "real_fraction": sum(real) / sum(padded),
+    }
+
+
+def teacher_cache_mb(paths: dict[str, TrainingPath]) -> float | None:
+    """Size on disk of the teacher cache the cached path reads (None without one)."""
+    path = paths.get("cached")
+    if path is None:
+        return None
+    return path.cache_bytes / 2**20
+
+
+def run(settings: Settings) -> dict:
+    settings.validate()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    load_before = os.getloadavg()
+    paths = {name: build_path(name, settings, device) for name in settings.compare}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     memory_before = peak_memory_mb(device)
-    batches = iter(data.train_dataloader())
     for i in range(settings.warmup + settings.steps):
-        if i == settings.warmup:  # forget the warmup's timings
-            clock.seconds.clear()
-        batch = {k: v.to(device) for k, v in next(batches).items()}
-        losses.append(float(train_step(module, optimizer, clip, batch, clock)))
-        lifting_backward(module, batch, clock)
-        real_tokens.append(int(batch["attention_mask"].sum()))
-        padded_tokens.append(batch["attention_mask"].numel())
+        for path in paths.values():  # interleaved: a load spike hits every path alike
+            if i == settings.warmup:  # forget the warmup's timings
+                path.clock.seconds.clear()
+            batch = {k: v.to(device) for k, v in next(path.batches).items()}
+            loss = train_step(
+                path.module,
+                path.optimizer,
+                path.cfg.trainer.get("gradient_clip_val"),
+                batch,
+                path.clock,
+            )
+            path.losses.append(float(loss))
+            lifting_backward(path.module, batch, path.clock)
+            path.real_tokens.append(int(batch["attention_mask"].sum()))
+            path.padded_tokens.append(batch["attention_mask"].numel())
     memory_after = peak_memory_mb(device)
-    load_after = os.getloadavg()
-
-    clock.seconds["head_loss"] = head_loss_seconds(clock.seconds)
-    ms = {name: 1000 * statistics.median(s) for name, s in clock.seconds.items()}
-    step_ms = sum(ms[s] for s in SECTIONS)
-    lifting_ms = sum(ms[s] for s in LIFTING)
-    step_s = [sum(clock.seconds[s][i] for s in SECTIONS) for i in range(settings.steps)]
-    timed_real = real_tokens[settings.warmup :]
+    first = next(iter(paths.values()))
+    cfg, module = first.cfg, first.module
     return {
         "settings": asdict(settings),
         "config": {
@@ -193,6 +266,7 @@ def run(settings: Settings) -> dict:
             "block_size": cfg.data.block_size,
             "batch_size": cfg.data.batch_size,
             "keep_ratio": cfg.model.keep_ratio,
+            "kd_top_k": cfg.model.kd_top_k,
             "refine": cfg.model.refine,
             "refine_layers": cfg.model.refine_layers,
             "levels": module.core.dwt.levels,
@@ -204,16 +278,10 @@ def run(settings: Settings) -> dict:
             "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
             "loadavg_before": load_before,
-            "loadavg_after": load_after,
+            "loadavg_after": os.getloadavg(),
         },
-        "ms": ms,
-        "step_ms": step_ms,
-        "losses": losses[settings.warmup :],  # the timed steps' training losses
-        "lifting_share_forward": lifting_ms / step_ms,
-        "lifting_share": (lifting_ms + ms["lifting_backward"]) / step_ms,
-        "tokens_per_s_padded": sum(padded_tokens[settings.warmup :]) / sum(step_s),
-        "tokens_per_s_real": sum(timed_real) / sum(step_s),
-        "real_fraction": sum(timed_real) / sum(padded_tokens[settings.warmup :]),
+        "paths": {name: summarize(path, settings.steps) for name, path in paths.items()},
+        "teacher_cache_mb": teacher_cache_mb(paths),
         "peak_memory_mb": memory_after,
         "peak_memory_delta_mb": memory_after - memory_before,
         "memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS",
@@ -221,33 +289,50 @@ def run(settings: Settings) -> dict:
 
 
 def format_table(result: dict) -> str:
-    c, e, s, ms = result["config"], result["env"], result["settings"], result["ms"]
-    step = result["step_ms"]
+    c, e, s, paths = result["config"], result["env"], result["settings"], result["paths"]
+    names = list(paths)
     lines = [
         f"WavGPT on {c['encoder']} (d={c['d']}): block_size={c['block_size']} "
         f"batch_size={c['batch_size']} keep_ratio={c['keep_ratio']} levels={c['levels']} "
-        f"refine={c['refine']} ({c['refine_layers']} layers), corpus {c['corpus']}",
+        f"refine={c['refine']} ({c['refine_layers']} layers), K={c['kd_top_k']}, "
+        f"corpus {c['corpus']}",
         f"{e['device']}, torch {e['torch']}, {e['threads']} threads on {e['cpu_count']} CPUs; "
-        f"median of {s['steps']} steps after {s['warmup']} warmup",
+        f"median of {s['steps']} steps after {s['warmup']} warmup, paths interleaved",
         load_line(e),
         "",
-        f"{'section':<22}{'ms':>10}{'share':>9}",
+        f"{'section':<22}" + "".join(f"{name + ' ms':>14}{'share':>8}" for name in names),
     ]
-    for name in (*SECTIONS, "lifting_backward"):
-        note = "  (inside step, timed apart)" if name == "lifting_backward" else ""
-        lines.append(f"{name:<22}{ms[name]:>10.1f}{100 * ms[name] / step:>8.1f}%{note}")
-    share = result["lifting_share"]
-    verdict = "ok" if share < TARGET_SHARE else f"ABOVE the {TARGET_SHARE:.0%} target"
-    lines += [
-        f"{'training step':<22}{step:>10.1f}{100.0:>8.1f}%",
-        "",
-        f"filter + lifting: {result['lifting_share_forward']:.1%} of the step forward only, "
-        f"{share:.1%} with their backward ({verdict})",
-        f"throughput: {result['tokens_per_s_padded']:,.0f} tokens/s padded, "
-        f"{result['tokens_per_s_real']:,.0f} tokens/s real ({result['real_fraction']:.0%} real)",
-        f"memory ({result['memory_kind']}): peak {result['peak_memory_mb']:,.0f} MiB, "
-        f"+{result['peak_memory_delta_mb']:,.0f} MiB during training",
-    ]
+    for section in (*SECTIONS, "lifting_backward"):
+        row = f"{section:<22}"
+        for name in names:
+            ms, step = paths[name]["ms"][section], paths[name]["step_ms"]
+            row += f"{ms:>14.1f}{100 * ms / step:>7.1f}%"
+        note = "  (inside step, timed apart)" if section == "lifting_backward" else ""
+        lines.append(row + note)
+    lines.append(
+        f"{'training step':<22}"
+        + "".join(f"{paths[n]['step_ms']:>14.1f}{100.0:>7.1f}%" for n in names)
+    )
+    lines.append("")
+    for name in names:
+        p = paths[name]
+        share = p["lifting_share"]
+        verdict = "ok" if share < TARGET_SHARE else f"ABOVE the {TARGET_SHARE:.0%} target"
+        lines += [
+            f"{name}: {p['step_ms'] / 1000:.2f} s/step; {p['tokens_per_s_real']:,.0f} tokens/s "
+            f"real ({p['real_fraction']:.0%} real); filter + lifting {share:.1%} of the step "
+            f"with their backward ({verdict})",
+        ]
+    if len(names) == 2:
+        a, b = (paths[n]["step_ms"] for n in names)
+        lines.append(f"{names[1]} vs {names[0]}: {a / b:.2f}x faster per step")
+    if result["teacher_cache_mb"] is not None:
+        lines.append(f"teacher cache on disk: {result['teacher_cache_mb']:,.0f} MiB")
+    lines.append(
+        f"memory ({result['memory_kind']}, all paths together): peak "
+        f"{result['peak_memory_mb']:,.0f} MiB, +{result['peak_memory_delta_mb']:,.0f} MiB "
+        "during training"
+    )
     return "\n".join(lines)
 
 

@@ -64,9 +64,28 @@ def pack_paragraphs(
     return frame_blocks(blocks, block_size, cls_id, sep_id, pad_id)
 
 
+# Teacher cache array -> batch key, and the dtype the model reads it in.
+TEACHER_FIELDS = {
+    "h": ("h", torch.float32),
+    "idx": ("teacher_idx", torch.int64),
+    "logp": ("teacher_logp", torch.float32),
+    "rest": ("teacher_rest_logp", torch.float32),
+    "ce": ("teacher_ce", torch.float32),
+}
+
+
 class BlockDataset(Dataset):
-    def __init__(self, ids: np.ndarray, lengths: np.ndarray, rows: np.ndarray | None = None):
-        self.ids, self.lengths = ids, lengths
+    """Blocks as ``input_ids`` and ``attention_mask``, plus the teacher cache's arrays of the
+    block (``teacher``: ``wavelab.data.teacher_cache.open_split``) under ``TEACHER_FIELDS``."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        rows: np.ndarray | None = None,
+        teacher: dict[str, np.ndarray] | None = None,
+    ):
+        self.ids, self.lengths, self.teacher = ids, lengths, teacher or {}
         self.rows = np.arange(len(ids)) if rows is None else rows
 
     def __len__(self) -> int:
@@ -76,18 +95,30 @@ class BlockDataset(Dataset):
         r = int(self.rows[i])
         ids = torch.from_numpy(self.ids[r].astype(np.int64))
         mask = (torch.arange(len(ids)) < int(self.lengths[r])).long()
-        return {"input_ids": ids, "attention_mask": mask}
+        item = {"input_ids": ids, "attention_mask": mask}
+        for name, array in self.teacher.items():
+            key, dtype = TEACHER_FIELDS[name]
+            item[key] = torch.from_numpy(np.array(array[r])).to(
+                dtype
+            )  # a copy: memmaps are read-only
+        return item
 
 
 class WordPieceDataModule(ShardedDataModule):
     """A text corpus as padded word-piece blocks with attention masks, for WavGPT.
 
     ``tokenizer``: the encoder's name or path; ``source``: the corpus keys of ``CorpusSource``.
+    ``teacher_cache``: also serve the frozen teacher's outputs per block (``h`` and the top-K
+    teacher fields of ``TEACHER_FIELDS``) from ``wavelab.data.teacher_cache``, built on first use
+    by the encoder ``teacher["encoder"]`` (FrozenEncoder kwargs) with ``teacher["top_k"]`` and
+    ``teacher["temperature"]``.
     """
 
     def __init__(
         self,
         tokenizer: str,
+        teacher_cache: bool = False,
+        teacher: dict | None = None,
         block_size: int = 256,
         batch_size: int = 8,
         val_fraction: float = 0.1,
@@ -102,8 +133,14 @@ class WordPieceDataModule(ShardedDataModule):
         if block_size < 4:
             raise ConfigError(f"data.block_size={block_size} is invalid: must be >= 4")
         self.check_val_fraction(val_fraction)
+        if teacher_cache and not teacher:
+            raise ConfigError(
+                "data.teacher_cache=true needs data.teacher (encoder, top_k, temperature)"
+            )
         self.tokenizer = None
         self.blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.teacher_arrays: dict[str, dict[str, np.ndarray]] = {}
+        self.teacher_meta: dict | None = None  # of the teacher cache entry, once set up
 
     def _entry(self):
         h = self.hparams
@@ -129,17 +166,41 @@ class WordPieceDataModule(ShardedDataModule):
             h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build, need, setting
         )
 
+    def _teacher_entry(self, token_entry, blocks) -> tuple:
+        from wavelab.data import teacher_cache  # the encoder: only when the cache is asked for
+        from wavelab.models.encoder import FrozenEncoder
+
+        spec = self.hparams.teacher
+        encoder = FrozenEncoder(**spec["encoder"])
+        return teacher_cache.load_or_build(
+            self.hparams.cache_dir,
+            token_entry,
+            blocks,
+            encoder,
+            spec["top_k"],
+            spec["temperature"],
+        )
+
     def prepare_data(self) -> None:
-        self._entry()
+        self.setup()
 
     def setup(self, stage: str | None = None) -> None:
         if self.blocks:
             return
         entry, meta = self._entry()
         T = self.hparams.block_size
+        blocks = {}
         for split in ("train", "val"):
             ids = cache.open_array(entry, meta, f"{split}_ids").reshape(-1, T)
-            self.blocks[split] = (ids, cache.open_array(entry, meta, f"{split}_len"))
+            blocks[split] = (ids, cache.open_array(entry, meta, f"{split}_len"))
+        if self.hparams.teacher_cache:
+            from wavelab.data.teacher_cache import open_split
+
+            teacher_entry, self.teacher_meta = self._teacher_entry(entry, blocks)
+            self.teacher_arrays = {
+                split: open_split(teacher_entry, self.teacher_meta, split) for split in blocks
+            }
+        self.blocks = blocks
         n_train, n_val = len(self.blocks["train"][0]), len(self.blocks["val"][0])
         fill = self.blocks["train"][1].mean() / T
         log.info(
@@ -154,10 +215,11 @@ class WordPieceDataModule(ShardedDataModule):
         return {}
 
     def train_dataloader(self) -> DataLoader:
-        return self.train_loader(BlockDataset(*self.blocks["train"]))
+        teacher = self.teacher_arrays.get("train")
+        return self.train_loader(BlockDataset(*self.blocks["train"], teacher=teacher))
 
     def val_dataloader(self) -> DataLoader:
         ids, lengths = self.blocks["val"]
         rows = fixed_starts(len(ids) + 1, 1, self.hparams.num_val_blocks)  # evenly spaced rows
         rows = self.shardable(rows, "data.num_val_blocks")
-        return self.loader(BlockDataset(ids, lengths, rows))
+        return self.loader(BlockDataset(ids, lengths, rows, self.teacher_arrays.get("val")))

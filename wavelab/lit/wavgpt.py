@@ -18,12 +18,14 @@ from wavelab.errors import ConfigError
 from wavelab.lit.legacy import drop_duplicate_keys
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
 from wavelab.lit.records import RecordsItsClass
+from wavelab.models.distill import TeacherTopK, teacher_topk
 from wavelab.models.encoder import FrozenEncoder
 from wavelab.models.wavgpt import (
     WavGPTConfig,
     WavGPTCore,
     WavGPTOutput,
     distillation_loss,
+    masked_mean,
     token_accuracy,
 )
 from wavelab.sparse_code import code_bits, overhead_bytes
@@ -33,6 +35,18 @@ CORE_KEYS = {f.name for f in dataclasses.fields(WavGPTConfig)}
 TOKEN_METRICS = ("acc", "acc_unrefined", "acc_orig", "ce", "ce_orig", "kl")
 # Metrics averaged over codes (one per block).
 CODE_METRICS = ("keep_ratio", "bits_per_token", "compression_vs_fp32", "compression_vs_ids")
+
+
+def teacher_argmax(teacher: Tensor | TeacherTopK) -> Tensor:
+    """(B, T) the frozen head's most likely token."""
+    return teacher.argmax if isinstance(teacher, TeacherTopK) else teacher.argmax(-1)
+
+
+def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
+    """(B, T) the frozen head's cross-entropy against the input ids."""
+    if isinstance(teacher, TeacherTopK):
+        return teacher.ce
+    return torch.nn.functional.cross_entropy(teacher.transpose(1, 2), input_ids, reduction="none")
 
 
 class WavGPTModule(RecordsItsClass, L.LightningModule):
@@ -67,6 +81,11 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         )
         self.cfg = WavGPTConfig(**core)
         self.encoder = FrozenEncoder(**encoder)
+        if self.cfg.kd == "sparse" and self.cfg.kd_top_k > self.encoder.vocab_size:
+            raise ConfigError(
+                f"model.kd_top_k={self.cfg.kd_top_k} is invalid: the encoder's vocabulary has "
+                f"only {self.encoder.vocab_size} tokens"
+            )
         self.core = WavGPTCore(self.cfg, d=self.encoder.d)
         if compile:  # in place: the weights keep their one state_dict key, core.*
             self.core.compile()
@@ -78,6 +97,49 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             }
         )
         self.val_loss_best = MinMetric()
+
+    def hidden_states(self, batch: dict) -> Tensor:
+        """(B, T, d) the frozen encoder's states of the batch: from the teacher cache when the
+        batch carries them, else computed."""
+        if "h" in batch:
+            return batch["h"]
+        return self.encoder.hidden(batch["input_ids"], batch["attention_mask"])
+
+    def teacher(self, batch: dict, h: Tensor) -> Tensor | TeacherTopK:
+        """What the loss needs of the frozen head on the untouched states: its top K (from the
+        teacher cache, or computed) for sparse KD, its full logits for ``model.kd=full``."""
+        if "teacher_idx" in batch:
+            return TeacherTopK(
+                batch["teacher_idx"],
+                batch["teacher_logp"],
+                batch["teacher_rest_logp"],
+                batch["teacher_ce"],
+            )
+        logits = self.encoder.logits(h).detach()
+        if self.cfg.kd == "full":
+            return logits
+        return teacher_topk(logits, self.cfg.kd_top_k, self.cfg.kd_temperature, batch["input_ids"])
+
+    def on_fit_start(self) -> None:
+        meta = getattr(self.trainer.datamodule, "teacher_meta", None)
+        if meta is None:
+            return
+        if self.cfg.kd == "full":
+            raise ConfigError(
+                "model.kd=full needs the teacher's full logits every step, which the teacher "
+                "cache does not hold: set data.teacher_cache=false, or model.kd=sparse"
+            )
+        key = meta["key"]
+        mine = (self.encoder.fingerprint, self.encoder.layer, self.cfg.kd_top_k)
+        cached = (key["encoder_fingerprint"], key["layer"], key["top_k"])
+        if mine != cached or key["temperature"] != float(self.cfg.kd_temperature):
+            raise ConfigError(
+                f"data.teacher does not match the model: the teacher cache holds encoder "
+                f"{cached[0]} layer {cached[1]}, K={cached[2]}, tau={key['temperature']}; the "
+                f"model has encoder {mine[0]} layer {mine[1]}, model.kd_top_k={mine[2]}, "
+                f"model.kd_temperature={self.cfg.kd_temperature} (data.teacher interpolates "
+                "them from model.*: do not override it apart)"
+            )
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, WavGPTOutput]:
         """Hidden states of the frozen encoder and everything the core makes of them."""
@@ -95,8 +157,9 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
 
     def _shared_step(self, batch: dict, stage: str) -> Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        h, out = self.encode(ids, mask)
-        teacher = self.encoder.logits(h)
+        h = self.hidden_states(batch)
+        out = self.core(h, mask)
+        teacher = self.teacher(batch, h)
         student = self.encoder.logits(out.refined)
         loss, terms = distillation_loss(
             student,
@@ -115,15 +178,12 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 "kl": terms["kl"],
                 "ce": terms["ce"],
                 "acc": token_accuracy(student, ids, mask),
-                "acc_orig": token_accuracy(teacher, ids, mask),
+                "acc_orig": masked_mean((teacher_argmax(teacher) == ids).float(), mask),
             }
             if stage == "val":
                 unrefined = self.encoder.logits(out.h_hat)
-                ce_orig = torch.nn.functional.cross_entropy(
-                    teacher.transpose(1, 2), ids, reduction="none"
-                )
                 values["acc_unrefined"] = token_accuracy(unrefined, ids, mask)
-                values["ce_orig"] = (ce_orig * mask).sum() / mask.sum()
+                values["ce_orig"] = masked_mean(teacher_ce(teacher, ids), mask)
             bits = self.code_bits(out.k)  # (B,)
             per_code = {
                 "keep_ratio": out.keep_ratio,

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from wavelab.errors import ConfigError
+from wavelab.models.distill import KD_MODES, TeacherTopK, full_kl, sparse_kl
 from wavelab.models.lifting import LiftingDWT, band_index, resolve_levels
 
 FILTER_INITS = ("dct_like", "lowpass", "uniform")
@@ -46,6 +46,8 @@ class WavGPTConfig:
     refine_ff: int | None = None  # None: 4 * d
     dropout: float = 0.0
     kd_temperature: float = 2.0
+    kd: str = "sparse"  # sparse: KL over the teacher's top kd_top_k + the rest; full: whole vocab
+    kd_top_k: int = 64
     kl_weight: float = 0.9
     ce_weight: float = 0.1
     hidden_mse_weight: float = 0.0
@@ -69,6 +71,17 @@ class WavGPTConfig:
         for key, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"model.{key}={value} is invalid: must be > 0")
+        if self.kd not in KD_MODES:
+            raise ConfigError(f"model.kd={self.kd!r} is invalid: must be one of {KD_MODES}")
+        if not (isinstance(self.kd_top_k, int) and self.kd_top_k >= 1):
+            raise ConfigError(
+                f"model.kd_top_k={self.kd_top_k!r} is invalid: must be an integer >= 1"
+            )
+        if self.kd == "sparse" and self.logits_mse_weight > 0:
+            raise ConfigError(
+                f"model.logits_mse_weight={self.logits_mse_weight} needs the teacher's full "
+                "logits: set model.kd=full (and data.teacher_cache=false)"
+            )
         if self.refine_layers < 0:
             raise ConfigError(f"model.refine_layers={self.refine_layers} is invalid: must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
@@ -295,7 +308,7 @@ class WavGPTCore(nn.Module):
         return WavGPTOutput(coeffs, keep, kept, h_hat, self.refiner(h_hat, mask), k, ratio)
 
 
-def _masked_mean(per_token: Tensor, mask: Tensor) -> Tensor:
+def masked_mean(per_token: Tensor, mask: Tensor) -> Tensor:
     """Mean of a (B, T) tensor over real tokens only."""
     mask = mask.to(per_token.dtype)
     return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
@@ -303,7 +316,7 @@ def _masked_mean(per_token: Tensor, mask: Tensor) -> Tensor:
 
 def distillation_loss(
     student_logits: Tensor,
-    teacher_logits: Tensor,
+    teacher: Tensor | TeacherTopK,
     input_ids: Tensor,
     attention_mask: Tensor,
     cfg: WavGPTConfig,
@@ -313,47 +326,53 @@ def distillation_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Weighted sum of the WavGPT losses; every term is a mean over real tokens.
 
-    kl:         tau^2 * KL(p_teacher || p_student), p = softmax(logits / tau), summed over the
-                vocabulary (the usual Hinton distillation term: the student is pushed to cover
-                the teacher's distribution; tau^2 keeps its gradient scale independent of tau).
+    kl:         tau^2 * KL(p_teacher || p_student), p = softmax(logits / tau) (the usual Hinton
+                distillation term: the student is pushed to cover the teacher's distribution;
+                tau^2 keeps its gradient scale independent of tau). Over the whole vocabulary
+                when ``teacher`` is its (B, T, V) logits, over its top K plus a rest bucket when
+                it is a ``TeacherTopK`` (sparse KD, ``wavelab.models.distill``).
     ce:         cross-entropy of the student's logits (tau = 1) against the input ids, i.e. the
                 reconstruction of the text itself.
     hidden_mse: mean over d of (refined - target_h)^2.
     approx_mse: mean over d of (approx - target_h)^2, approx = h_hat before refinement.
-    logits_mse: mean over V of (student_logits - teacher_logits)^2.
+    logits_mse: mean over V of (student_logits - teacher_logits)^2 (full logits only).
 
     Terms with weight 0 are skipped, except kl and ce, which are always returned for logging.
     Returns (total, {name: term}) with unweighted terms.
     """
     tau = cfg.kd_temperature
-    teacher_logits = teacher_logits.detach()
-    log_p_s = F.log_softmax(student_logits / tau, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits / tau, dim=-1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)  # (B, T)
-    ce = F.cross_entropy(student_logits.transpose(1, 2), input_ids, reduction="none")  # (B, T)
+    sparse = isinstance(teacher, TeacherTopK)
+    kl = (
+        sparse_kl(student_logits, teacher, tau) if sparse else full_kl(student_logits, teacher, tau)
+    )
+    # CE = logsumexp - the target's logit: no (B, T, V) log-softmax kept for the backward.
+    target = student_logits.gather(-1, input_ids[..., None])[..., 0]
+    ce = torch.logsumexp(student_logits, dim=-1) - target  # (B, T)
     terms = {
-        "kl": _masked_mean(kl, attention_mask) * tau**2,
-        "ce": _masked_mean(ce, attention_mask),
+        "kl": masked_mean(kl, attention_mask) * tau**2,
+        "ce": masked_mean(ce, attention_mask),
     }
     mse_inputs = {
         "hidden_mse": (refined, target_h),
         "approx_mse": (approx, target_h),
-        "logits_mse": (student_logits, teacher_logits),
+        "logits_mse": (student_logits, None if sparse else teacher),
     }
     weights = cfg.loss_weights()
     for name, (pred, target) in mse_inputs.items():
         if weights[name] == 0:
             continue
         if pred is None or target is None:
-            raise ValueError(
-                f"model.{name}_weight={weights[name]} needs its tensors: pass "
-                f"{'refined' if name == 'hidden_mse' else 'approx'} and target_h"
-            )
-        terms[name] = _masked_mean((pred - target.detach()).pow(2).mean(-1), attention_mask)
+            needs = {
+                "hidden_mse": "refined and target_h",
+                "approx_mse": "approx and target_h",
+                "logits_mse": "the teacher's full logits (model.kd=full)",
+            }
+            raise ValueError(f"model.{name}_weight={weights[name]} needs {needs[name]}")
+        terms[name] = masked_mean((pred - target.detach()).pow(2).mean(-1), attention_mask)
     total = sum(weights[name] * value for name, value in terms.items())
     return total, terms
 
 
 def token_accuracy(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
     """Fraction of real tokens whose argmax prediction is the input token."""
-    return _masked_mean((logits.argmax(-1) == input_ids).float(), attention_mask)
+    return masked_mean((logits.argmax(-1) == input_ids).float(), attention_mask)
