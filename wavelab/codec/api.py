@@ -123,24 +123,29 @@ class WavGPTCodec:
 
     @torch.inference_mode()
     def encode_ids(self, input_ids: Tensor, attention_mask: Tensor) -> list[SparseCode]:
-        """(B, T) ids and mask -> B codes of the coefficients the filter keeps, at value_bits.
-        Runs the core's encoder half only (``WavGPTCore.code``): the refiner is decode's."""
-        core, cfg, codes = self.module.core, self.module.cfg, []
+        """(B, T) ids and mask -> B codes of the coefficients the filter keeps, at value_bits."""
+        codes = []
         for ids, mask in self._batches(input_ids, attention_mask):
-            h = self.module.encoder.hidden(ids, mask)
-            _, kept, keep, _, _, scales = core.code(h, mask)
-            codes += SparseCode.from_batch(
-                kept,
-                keep,
-                mask.sum(1),
-                self.fingerprint,
-                cfg.value_bits,
-                self.compressor,
-                cfg.value_scale,
-                core.dwt.levels,
-                scales,
-            )
+            codes += self.encode_hidden(self.module.encoder.hidden(ids, mask), mask)
         return codes
+
+    @torch.inference_mode()
+    def encode_hidden(self, h: Tensor, attention_mask: Tensor) -> list[SparseCode]:
+        """The frozen encoder's (B, T, d) hidden states and (B, T) mask -> B codes. Runs the
+        core's encoder half only (``WavGPTCore.code``): the refiner is decode's."""
+        core, cfg = self.module.core, self.module.cfg
+        _, kept, keep, _, _, scales = core.code(h, attention_mask)
+        return SparseCode.from_batch(
+            kept,
+            keep,
+            attention_mask.sum(1),
+            self.fingerprint,
+            cfg.value_bits,
+            self.compressor,
+            cfg.value_scale,
+            core.dwt.levels,
+            scales,
+        )
 
     # --- decoding -----------------------------------------------------------------------------
 
