@@ -61,6 +61,7 @@ CASES = {
     "max_steps 0": ("run", [*RUN, "trainer.max_steps=0"], ["trainer.max_steps=0"]),
     "max_steps -5": ("run", [*RUN, "trainer.max_steps=-5"], ["trainer.max_steps=-5"]),
     "keep_ratio text": ("run", ["model=wavgpt", "model.keep_ratio=abc"], ["model.keep_ratio"]),
+    "value_bits 3": ("run", ["model=wavgpt", "model.value_bits=3"], ["model.value_bits=3", "16"]),
     # Hydra's own composition errors
     "unknown key": ("run", [*RUN, "trainer.max_stepz=3"], ["trainer.max_stepz"]),
     "unknown group option": ("run", ["model=nope"], ["model/nope", "gpt"]),

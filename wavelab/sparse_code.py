@@ -4,42 +4,47 @@ This module is the byte format and its size in bits, nothing else: it imports no
 Lightning code, so training (``val/bits_per_token``) and the codec (``wavelab.codec``) can both
 count bits from the one definition here.
 
-Binary format, version 2, little-endian:
+Binary format, version 3, little-endian:
 
     offset  size  field
     0       4     magic b"WAVC"
-    4       1     version (2)
-    5       1     flags: bits 0-1 value dtype (0 fp16, 1 bf16, 2 fp32), bit 2 position coding
-                  (0 bitmask, 1 gaps)
-    6       1     gap width w in bits (0 with the bitmask)
-    7       1     encoder fingerprint length F in bytes
-    8       2     block_size T
-    10      2     d
-    12      2     n_tokens (real tokens of the block)
-    14      4     k (kept coefficients)
-    18      8     compressor fingerprint: the trained lifting, filter and refiner that made the code
-    26      F     encoder fingerprint: the frozen encoder whose hidden states were coded
-    26+F    P     positions
-    ...     V     values: k little-endian floats of the value dtype, in position order
+    4       1     version (3)
+    5       1     value_bits: 16 (fp16), 8 or 4 (integers with scales), 32 (fp32, for v2 codes)
+    6       1     flags: bit 0 scales per band (else one per code)
+    7       1     lifting levels L: the code has G = L + 1 wavelet bands
+    8       1     encoder fingerprint length F in bytes
+    9       2     block_size T
+    11      2     d
+    13      2     n_tokens (real tokens of the block)
+    15      4     k (kept coefficients)
+    19      4     P: bytes of the position stream
+    23      8     compressor fingerprint: the trained lifting, filter and refiner that made the code
+    31      F     encoder fingerprint: the frozen encoder whose hidden states were coded
+    31+F    S     scales: fp16, none at 16 and 32 bits, else 1 (per code) or G (per band)
+    ...     P     positions, entropy-coded (``wavelab.position_coding``: per-band Rice codes)
+    ...     V     values in position order: fp16 or fp32, or ceil(k * bits / 8) bytes of
+                  integers q in [-L, L] (L = 127 or 7; int8, or 4-bit two's complement, high
+                  nibble first), value = q / L * scale of its group (``models.quantize``)
     ...     4     CRC32 of every byte before it
 
-Version 1 lacked the compressor fingerprint, so a v1 code could not tell which trained compressor
-made it; v1 codes are refused rather than decoded with whatever checkpoint is at hand.
+Positions are flat indices t * d + c into the (T, d) coefficient array, in increasing order; the
+bands are row ranges of it (``position_coding.band_bounds``).
+
+Values beyond the value type's range are clamped, never sent as inf: to +-65504 at 16 bits, and
+at 8 and 4 bits the scale is the group's largest |value| rounded up to fp16, itself at most
+65504. ``from_bytes`` refuses non-finite values and non-finite or negative scales.
+
+Version 2 (fp16/bf16/fp32 values, bitmask or fixed-width gap positions) is still read
+(``sparse_code_v2``); version 1 lacked the compressor fingerprint, so a v1 code could not tell
+which trained compressor made it and is refused rather than decoded with whatever checkpoint is
+at hand.
 
 T·d is at most ``MAX_COEFFICIENTS`` (2^24, i.e. 64 MiB as dense float32; a 4096-token block of
 4096-wide states): a short header can not make a reader allocate more than that.
 
-Positions are flat indices t * d + c into the (T, d) coefficient array, in increasing order. The
-encoder writes whichever of two codings is smaller:
-
-* bitmask: T * d bits, one per coefficient, numpy ``packbits`` order (first index = high bit);
-* gaps: k fixed-width fields of w bits, the first position itself and then pos[i] - pos[i-1] - 1,
-  with w the bit length of the largest gap; bit-packed the same way.
-
-Gaps win whenever k * w < T * d, i.e. for the sparse codes WavGPT is about. Both cost more than
-the information-theoretic log2 C(T * d, k) bits of ``code_bits`` (which an entropy coder would
-approach); ``bits()`` is what this format actually sends, ``code_bits`` the ideal used for
-"bits per token" metrics. Both count the same per-code overhead, ``overhead_bytes``.
+``bits()`` is exactly what ``to_bytes()`` sends and ``sent_bits`` the same for a batch of
+masks; ``code_bits`` is the ideal (log2 C(T·d, k) positions) logged beside it. All count the
+same per-code overhead, ``overhead_bytes``.
 """
 
 from __future__ import annotations
@@ -54,23 +59,45 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wavelab.models.quantize import SCALE_BITS, dequantize, fp16_ceil, int_levels, quantize
+from wavelab.position_coding import (
+    band_bounds,
+    check_levels,
+    decode_positions,
+    encode_positions,
+    position_bits,
+)
+from wavelab.sparse_code_v2 import read_v2
+
 MAGIC = b"WAVC"
-VERSION = 2
+VERSION = 3
 COMPRESSOR_FINGERPRINT_BYTES = 8
-_HEADER = struct.Struct(f"<4sBBBBHHHI{COMPRESSOR_FINGERPRINT_BYTES}s")
+_HEADER = struct.Struct(f"<4sBBBBBHHHII{COMPRESSOR_FINGERPRINT_BYTES}s")
 _CRC = struct.Struct("<I")
 # Dense (T, d) arrays of a code are at most this big; see the module docstring.
 MAX_COEFFICIENTS = 2**24
-VALUE_DTYPES = ("fp16", "bf16", "fp32")
-VALUE_BITS = {"fp16": 16, "bf16": 16, "fp32": 32}
-_GAPS_FLAG = 0b100
+VALUE_BITS = (4, 8, 16, 32)  # 32: fp32, for codes read from version 2 only
+VALUE_SCALES = ("code", "band")
+FP16_MAX = 65504.0
+_BAND_SCALES_FLAG = 0b1
 _MAX_U16 = 2**16 - 1
 
 
 def overhead_bytes(encoder_fingerprint_bytes: int) -> int:
-    """Bytes every code carries besides positions and values: header (compressor fingerprint
-    included), encoder fingerprint and checksum."""
+    """Bytes every code carries besides scales, positions and values: header (compressor
+    fingerprint included), encoder fingerprint and checksum."""
     return _HEADER.size + encoder_fingerprint_bytes + _CRC.size
+
+
+def scale_count(value_bits: int, value_scale: str, levels: int) -> int:
+    """How many fp16 scales a code sends: none for float values, else one per code or band."""
+    if value_bits >= 16:
+        return 0
+    return levels + 1 if value_scale == "band" else 1
+
+
+def value_bytes(k: int | np.ndarray, value_bits: int) -> int | np.ndarray:
+    return -(-k * value_bits // 8)
 
 
 def check_shape(block_size: int, d: int) -> None:
@@ -85,47 +112,63 @@ def check_shape(block_size: int, d: int) -> None:
         )
 
 
-def _round_to(values: np.ndarray, value_dtype: str) -> np.ndarray:
-    """float32 values exactly representable in value_dtype (round to nearest even)."""
-    values = np.asarray(values, dtype=np.float32)
-    if value_dtype == "fp16":
-        return values.astype(np.float16).astype(np.float32)
-    if value_dtype == "bf16":
-        return torch.from_numpy(values.copy()).to(torch.bfloat16).float().numpy()
-    return values
-
-
-def _values_to_bytes(values: np.ndarray, value_dtype: str) -> bytes:
-    if value_dtype == "fp16":
+def _values_to_bytes(values: np.ndarray, value_bits: int, scale: np.ndarray | None) -> bytes:
+    """k values (already exact at value_bits) -> their bytes; scale (k,) for the integer widths."""
+    if value_bits == 32:
+        return values.astype("<f4").tobytes()
+    if value_bits == 16:
         return values.astype("<f2").tobytes()
-    if value_dtype == "bf16":  # the high half of the float32, exact since values are rounded
-        return (values.astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
-    return values.astype("<f4").tobytes()
+    q = _quantized(values, value_bits, scale)
+    if value_bits == 8:
+        return q.astype(np.int8).tobytes()
+    nibbles = np.zeros(len(q) + len(q) % 2, dtype=np.uint8)  # an even count: whole bytes
+    nibbles[: len(q)] = q & 0xF
+    return ((nibbles[0::2] << 4) | nibbles[1::2]).tobytes()
 
 
-def _values_from_bytes(data: bytes, value_dtype: str) -> np.ndarray:
-    if value_dtype == "fp16":
-        return np.frombuffer(data, "<f2").astype(np.float32)
-    if value_dtype == "bf16":
-        return (np.frombuffer(data, "<u2").astype(np.uint32) << 16).view(np.float32)
-    return np.frombuffer(data, "<f4").astype(np.float32)
+def _values_from_bytes(
+    data: bytes, k: int, value_bits: int, scale: np.ndarray | None
+) -> np.ndarray:
+    """Inverse of ``_values_to_bytes``; ValueError for non-finite floats or out-of-range ints."""
+    if value_bits >= 16:
+        values = np.frombuffer(data, "<f4" if value_bits == 32 else "<f2").astype(np.float32)
+        if not np.isfinite(values).all():
+            raise ValueError("corrupt WavGPT code: non-finite values")
+        return values
+    if value_bits == 8:
+        q = np.frombuffer(data, np.int8).astype(np.int64)
+    else:
+        raw = np.frombuffer(data, np.uint8)
+        nibbles = np.stack([raw >> 4, raw & 0xF], axis=1).reshape(-1)[:k].astype(np.int64)
+        q = np.where(nibbles >= 8, nibbles - 16, nibbles)
+    if np.any(np.abs(q) > int_levels(value_bits)):
+        raise ValueError(
+            f"corrupt WavGPT code: {value_bits}-bit values outside "
+            f"[-{int_levels(value_bits)}, {int_levels(value_bits)}]"
+        )
+    return _dequantized(q, value_bits, scale)
 
 
-def _pack_uints(x: np.ndarray, width: int) -> bytes:
-    """k unsigned ints -> k * width bits, most significant bit first, zero-padded to bytes."""
-    shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
-    return np.packbits(((x[:, None] >> shifts) & 1).astype(np.uint8)).tobytes()
+def _quantized(values: np.ndarray, value_bits: int, scale: np.ndarray) -> np.ndarray:
+    return quantize(torch.from_numpy(values), value_bits, torch.from_numpy(scale)).numpy()
 
 
-def _unpack_uints(data: bytes, k: int, width: int) -> np.ndarray:
-    bits = np.unpackbits(np.frombuffer(data, np.uint8))[: k * width].reshape(k, width)
-    return bits.astype(np.int64) @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+def _dequantized(q: np.ndarray, value_bits: int, scale: np.ndarray) -> np.ndarray:
+    # the same torch float32 ops as models.quantize.round_values, so a code decodes to exactly
+    # what training's fake_quantize gave
+    return dequantize(torch.from_numpy(q), value_bits, torch.from_numpy(scale)).numpy()
 
 
 def code_bits(
-    k: int | Tensor, T: int, d: int, value_bits: int = 16, header_bits: int = 0
+    k: int | Tensor,
+    T: int,
+    d: int,
+    value_bits: int = 16,
+    header_bits: int = 0,
+    n_scales: int = 0,
 ) -> float | Tensor:
-    """Ideal size of a code in bits: header + log2 C(T * d, k) for the positions + k values.
+    """Ideal size of a code in bits: header + log2 C(T * d, k) for the positions + k values +
+    ``n_scales`` fp16 scales (``scale_count``).
 
     Accepts a tensor of per-sample k (for training metrics) and then returns a float64 tensor.
     """
@@ -140,16 +183,39 @@ def code_bits(
     else:
         kf = float(k)
         log_choose = math.lgamma(n + 1) - math.lgamma(kf + 1) - math.lgamma(n - kf + 1)
-    return header_bits + log_choose / math.log(2) + kf * value_bits
+    return header_bits + log_choose / math.log(2) + kf * value_bits + n_scales * SCALE_BITS
+
+
+def sent_bits(
+    keep: Tensor | np.ndarray,
+    levels: int,
+    value_bits: int,
+    value_scale: str,
+    encoder_fingerprint_bytes: int,
+) -> Tensor:
+    """(B,) float64: exactly ``8 * len(SparseCode.to_bytes())`` of each code of a (B, T, d) keep
+    mask, without building the codes (vectorised over coefficients, one pass per band). The
+    values, n_tokens and fingerprints do not change a code's size, only their widths do."""
+    keep = _as_numpy(keep).astype(bool)
+    B, T, d = keep.shape
+    k = keep.reshape(B, -1).sum(1)
+    fixed = overhead_bytes(encoder_fingerprint_bytes)
+    fixed += scale_count(value_bits, value_scale, levels) * SCALE_BITS // 8
+    position = position_bits(keep.reshape(B, -1), band_bounds(T, d, levels))
+    total = 8 * (fixed + value_bytes(k, value_bits)) + position
+    return torch.from_numpy(total.astype(np.float64))
 
 
 @dataclass(eq=False)
 class SparseCode:
     """One block's kept coefficients: flat positions (k,) int64 and values (k,) float32.
 
-    Values are rounded to ``value_dtype`` on construction, so ``from_bytes(to_bytes())`` returns
-    an equal code. Build codes from dense arrays with ``from_dense``/``from_batch`` and go back
-    with ``to_dense``/``batch_to_dense``; all of them are vectorised over coefficients.
+    Values are rounded to ``value_bits`` on construction (fp16 clamped to its range at 16; at 8
+    and 4 bits quantized against ``scales``, which are computed from the values when not given),
+    so ``values`` is what a receiver decodes and ``from_bytes(to_bytes())`` returns an equal
+    code. ``levels`` gives the wavelet bands (per-band scales and position coding); 0 treats the
+    block as one band. Build codes from dense arrays with ``from_dense``/``from_batch`` and go
+    back with ``to_dense``/``batch_to_dense``; all of them are vectorised over coefficients.
     """
 
     block_size: int
@@ -158,15 +224,23 @@ class SparseCode:
     positions: np.ndarray
     values: np.ndarray
     fingerprint: bytes = b""  # of the frozen encoder
-    value_dtype: str = "fp16"
+    value_bits: int = 16
     compressor: bytes = bytes(COMPRESSOR_FINGERPRINT_BYTES)  # of the trained core
+    value_scale: str = "code"
+    levels: int = 0
+    scales: np.ndarray | None = None  # (scale_count,) fp16 numbers; None: from the values
 
     def __post_init__(self) -> None:
-        if self.value_dtype not in VALUE_DTYPES:
+        if self.value_bits not in VALUE_BITS:
             raise ValueError(
-                f"value_dtype={self.value_dtype!r} is invalid: must be one of {VALUE_DTYPES}"
+                f"value_bits={self.value_bits!r} is invalid: must be one of {VALUE_BITS}"
+            )
+        if self.value_scale not in VALUE_SCALES:
+            raise ValueError(
+                f"value_scale={self.value_scale!r} is invalid: must be one of {VALUE_SCALES}"
             )
         check_shape(self.block_size, self.d)
+        check_levels(self.block_size, self.levels)
         if not 0 <= self.n_tokens <= self.block_size:
             raise ValueError(
                 f"n_tokens={self.n_tokens} is invalid: must be in [0, {self.block_size}]"
@@ -186,16 +260,18 @@ class SparseCode:
         if self.positions.ndim != 1 or not np.issubdtype(self.positions.dtype, np.integer):
             raise ValueError(f"positions must be a 1-D integer array, got {self.positions.dtype}")
         self.positions = self.positions.astype(np.int64)
-        self.values = _round_to(self.values, self.value_dtype)
-        if self.values.shape != self.positions.shape:
-            raise ValueError(
-                f"{len(self.positions)} positions but values of shape {self.values.shape}"
-            )
+        values = np.asarray(self.values, dtype=np.float32)
+        if values.shape != self.positions.shape:
+            raise ValueError(f"{len(self.positions)} positions but values of shape {values.shape}")
+        if np.isnan(values).any():
+            raise ValueError("values must not be NaN")
         n = self.block_size * self.d
         if self.k and (
             self.positions[0] < 0 or self.positions[-1] >= n or np.any(np.diff(self.positions) <= 0)
         ):
             raise ValueError(f"positions must be strictly increasing and in [0, {n})")
+        self.scales = self._checked_scales(values)
+        self.values = self._rounded(values)
 
     @property
     def k(self) -> int:
@@ -205,14 +281,56 @@ class SparseCode:
     def fingerprint_hex(self) -> str:
         return self.fingerprint.hex()
 
+    def _groups(self) -> np.ndarray:
+        """(k,) the scale group of each value: 0, or its band with per-band scales."""
+        if self.value_scale == "code":
+            return np.zeros(self.k, dtype=np.int64)
+        bounds = band_bounds(self.block_size, self.d, self.levels)
+        return np.searchsorted(bounds, self.positions, side="right") - 1
+
+    def _value_scales(self) -> np.ndarray | None:
+        """(k,) the scale of each value at 8 and 4 bits; None for float values."""
+        return self.scales[self._groups()] if self.value_bits < 16 else None
+
+    def _checked_scales(self, values: np.ndarray) -> np.ndarray:
+        """(scale_count,) float32 fp16 numbers: the given scales, or each group's peak |value|
+        rounded up to fp16 (as ``quantize.group_scales`` does in training)."""
+        count = scale_count(self.value_bits, self.value_scale, self.levels)
+        if self.scales is None:
+            peak = np.zeros(count, dtype=np.float32)
+            if count:
+                np.maximum.at(peak, self._groups(), np.abs(values))
+            return fp16_ceil(torch.from_numpy(peak)).numpy()
+        scales = np.asarray(self.scales, dtype=np.float32).reshape(-1)
+        if scales.shape != (count,):
+            raise ValueError(
+                f"{len(scales)} scales given; value_bits={self.value_bits} with "
+                f"value_scale={self.value_scale!r} and levels={self.levels} needs {count}"
+            )
+        if not np.isfinite(scales).all() or np.any(scales < 0):
+            raise ValueError("scales must be finite and >= 0")
+        return np.minimum(scales, FP16_MAX).astype(np.float16).astype(np.float32)
+
+    def _rounded(self, values: np.ndarray) -> np.ndarray:
+        if self.value_bits == 32:
+            if not np.isfinite(values).all():
+                raise ValueError("values must be finite")
+            return values
+        if self.value_bits == 16:
+            return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16).astype(np.float32)
+        scale = self._value_scales()
+        return _dequantized(_quantized(values, self.value_bits, scale), self.value_bits, scale)
+
     def _header_fields(self) -> tuple:
         return (
             self.block_size,
             self.d,
             self.n_tokens,
             self.fingerprint,
-            self.value_dtype,
+            self.value_bits,
             self.compressor,
+            self.value_scale,
+            self.levels,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -220,6 +338,7 @@ class SparseCode:
             return NotImplemented
         return (
             self._header_fields() == other._header_fields()
+            and np.array_equal(self.scales, other.scales)
             and np.array_equal(self.positions, other.positions)
             and np.array_equal(self.values, other.values)
         )
@@ -233,8 +352,11 @@ class SparseCode:
         keep: Tensor | np.ndarray,
         n_tokens: int,
         fingerprint: bytes | str = b"",
-        value_dtype: str = "fp16",
+        value_bits: int = 16,
         compressor: bytes | str = bytes(COMPRESSOR_FINGERPRINT_BYTES),
+        value_scale: str = "code",
+        levels: int = 0,
+        scales: Tensor | np.ndarray | None = None,
     ) -> SparseCode:
         """coeffs (T, d) and a (T, d) keep mask -> the code of the kept coefficients."""
         coeffs, keep = _as_numpy(coeffs), _as_numpy(keep).astype(bool)
@@ -245,7 +367,20 @@ class SparseCode:
         positions = np.flatnonzero(keep)
         T, d = coeffs.shape
         values = coeffs.reshape(-1)[positions]
-        return cls(T, d, n_tokens, positions, values, fingerprint, value_dtype, compressor)
+        scales = None if scales is None else _as_numpy(scales)
+        return cls(
+            T,
+            d,
+            n_tokens,
+            positions,
+            values,
+            fingerprint,
+            value_bits,
+            compressor,
+            value_scale,
+            levels,
+            scales,
+        )
 
     @classmethod
     def from_batch(
@@ -254,15 +389,22 @@ class SparseCode:
         keep: Tensor | np.ndarray,
         n_tokens: Sequence[int] | Tensor | np.ndarray,
         fingerprint: bytes | str = b"",
-        value_dtype: str = "fp16",
+        value_bits: int = 16,
         compressor: bytes | str = bytes(COMPRESSOR_FINGERPRINT_BYTES),
+        value_scale: str = "code",
+        levels: int = 0,
+        scales: Tensor | np.ndarray | None = None,
     ) -> list[SparseCode]:
-        """coeffs (B, T, d), keep (B, T, d), n_tokens (B,) -> B codes (one loop over B only)."""
+        """coeffs (B, T, d), keep (B, T, d), n_tokens (B,), scales (B, G) or None -> B codes
+        (one loop over B only)."""
         coeffs, keep = _as_numpy(coeffs), _as_numpy(keep)
         n_tokens = _as_numpy(n_tokens).astype(np.int64)
+        per_code = [None] * len(coeffs) if scales is None else _as_numpy(scales)
         return [
-            cls.from_dense(c, m, int(n), fingerprint, value_dtype, compressor)
-            for c, m, n in zip(coeffs, keep, n_tokens, strict=True)
+            cls.from_dense(
+                c, m, int(n), fingerprint, value_bits, compressor, value_scale, levels, s
+            )
+            for c, m, n, s in zip(coeffs, keep, n_tokens, per_code, strict=True)
         ]
 
     def to_dense(self) -> np.ndarray:
@@ -289,77 +431,83 @@ class SparseCode:
 
     # --- binary format ----------------------------------------------------------------------
 
-    def _position_coding(self) -> tuple[bool, int, int]:
-        """(use gaps, gap width in bits, position bytes): whichever coding is smaller."""
-        bitmask_bytes = -(-self.block_size * self.d // 8)
-        if self.k == 0:
-            return True, 0, 0
-        gaps = np.diff(self.positions, prepend=-1) - 1
-        width = max(1, int(gaps.max()).bit_length())
-        gap_bytes = -(-self.k * width // 8)
-        if gap_bytes < bitmask_bytes:
-            return True, width, gap_bytes
-        return False, 0, bitmask_bytes
+    def _bounds(self) -> np.ndarray:
+        return band_bounds(self.block_size, self.d, self.levels)
 
     def bits(self) -> int:
-        """Exact size of ``to_bytes()`` in bits: overhead, positions and values."""
-        _, _, position_bytes = self._position_coding()
-        value_bytes = self.k * VALUE_BITS[self.value_dtype] // 8
-        return 8 * (overhead_bytes(len(self.fingerprint)) + position_bytes + value_bytes)
+        """Exact size of ``to_bytes()`` in bits (it codes the positions to count them)."""
+        return 8 * len(self.to_bytes())
 
     def to_bytes(self) -> bytes:
-        use_gaps, width, _ = self._position_coding()
-        if use_gaps:
-            positions = _pack_uints(np.diff(self.positions, prepend=-1) - 1, width)
-        else:
-            mask = np.zeros(self.block_size * self.d, dtype=np.uint8)
-            mask[self.positions] = 1
-            positions = np.packbits(mask).tobytes()
-        flags = VALUE_DTYPES.index(self.value_dtype) | (_GAPS_FLAG if use_gaps else 0)
+        positions = encode_positions(self.positions, self._bounds())
+        flags = _BAND_SCALES_FLAG if self.value_scale == "band" else 0
         header = _HEADER.pack(
             MAGIC,
             VERSION,
+            self.value_bits,
             flags,
-            width,
+            self.levels,
             len(self.fingerprint),
             self.block_size,
             self.d,
             self.n_tokens,
             self.k,
+            len(positions),
             self.compressor,
         )
-        body = (
-            header + self.fingerprint + positions + _values_to_bytes(self.values, self.value_dtype)
+        body = b"".join(
+            [
+                header,
+                self.fingerprint,
+                self.scales.astype("<f2").tobytes(),
+                positions,
+                _values_to_bytes(self.values, self.value_bits, self._value_scales()),
+            ]
         )
         return body + _CRC.pack(zlib.crc32(body))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SparseCode:
-        """Parse ``to_bytes()`` output; raises ValueError for anything corrupt or unknown.
+        """Parse ``to_bytes()`` output (or a version-2 code); raises ValueError for anything
+        corrupt or unknown.
 
         The header is checked (version, shape limit, length, checksum) before anything of the
         size of T·d is allocated."""
         data = bytes(data)
         if data[:4] != MAGIC:
             raise ValueError(f"not a WavGPT code: magic {data[:4]!r}, expected {MAGIC!r}")
-        if len(data) > 4 and data[4] != VERSION:
+        version = data[4] if len(data) > 4 else None
+        if version == 2:
+            return cls(*read_v2(data, check_shape))
+        if version is not None and version != VERSION:
             raise ValueError(
-                f"unsupported WavGPT code version {data[4]}: this reader knows version {VERSION} "
-                "only (version 1 codes carry no compressor fingerprint; encode the text again)"
+                f"unsupported WavGPT code version {version}: this reader knows versions 2 and "
+                f"{VERSION} (version 1 codes carry no compressor fingerprint; encode the text "
+                "again)"
             )
         if len(data) < overhead_bytes(0):
             raise ValueError(
                 f"truncated WavGPT code: {len(data)} bytes, at least {overhead_bytes(0)} needed"
             )
-        _, _, flags, width, fp_len, T, d, n_tokens, k, compressor = _HEADER.unpack_from(data)
+        fields = _HEADER.unpack_from(data)
+        _, _, value_bits, flags, levels, fp_len, T, d, n_tokens, k, position_bytes = fields[:11]
+        compressor = fields[11]
         check_shape(T, d)
-        dtype_code, use_gaps = flags & 0b11, bool(flags & _GAPS_FLAG)
-        if dtype_code >= len(VALUE_DTYPES) or flags & ~0b111:
-            raise ValueError(f"corrupt WavGPT code header: unknown flags {flags:#04x}")
-        value_dtype = VALUE_DTYPES[dtype_code]
-        position_bytes = -(-k * width // 8) if use_gaps else -(-T * d // 8)
-        value_bytes = k * VALUE_BITS[value_dtype] // 8
-        expected = overhead_bytes(fp_len) + position_bytes + value_bytes
+        check_levels(T, levels)
+        if value_bits not in VALUE_BITS or flags & ~_BAND_SCALES_FLAG:
+            raise ValueError(
+                f"corrupt WavGPT code header: value_bits {value_bits}, flags {flags:#04x}"
+            )
+        if k > T * d:
+            raise ValueError(f"corrupt WavGPT code header: k={k} of {T * d} coefficients")
+        value_scale = "band" if flags & _BAND_SCALES_FLAG else "code"
+        n_scales = scale_count(value_bits, value_scale, levels)
+        expected = (
+            overhead_bytes(fp_len)
+            + n_scales * SCALE_BITS // 8
+            + position_bytes
+            + value_bytes(k, value_bits)
+        )
         if len(data) != expected:
             raise ValueError(
                 f"WavGPT code length mismatch: the header describes {expected} bytes, got "
@@ -371,14 +519,29 @@ class SparseCode:
         offset = _HEADER.size
         fingerprint = data[offset : offset + fp_len]
         offset += fp_len
-        raw = data[offset : offset + position_bytes]
-        if use_gaps:
-            positions = np.cumsum(_unpack_uints(raw, k, width) + 1) - 1
-        else:
-            positions = np.flatnonzero(np.unpackbits(np.frombuffer(raw, np.uint8))[: T * d])
+        scales = np.frombuffer(data, "<f2", n_scales, offset).astype(np.float32)
+        if not np.isfinite(scales).all() or np.any(scales < 0):
+            raise ValueError("corrupt WavGPT code: scales must be finite and >= 0")
+        offset += 2 * n_scales
+        bounds = band_bounds(T, d, levels)
+        positions = decode_positions(data[offset : offset + position_bytes], k, bounds)
         offset += position_bytes
-        values = _values_from_bytes(data[offset : offset + value_bytes], value_dtype)
-        return cls(T, d, n_tokens, positions, values, fingerprint, value_dtype, compressor)
+        code = cls(
+            T,
+            d,
+            n_tokens,
+            positions,
+            np.zeros(k, np.float32),
+            fingerprint,
+            value_bits,
+            compressor,
+            value_scale,
+            levels,
+            scales,
+        )
+        raw = data[offset : offset + value_bytes(k, value_bits)]
+        code.values = _values_from_bytes(raw, k, value_bits, code._value_scales())
+        return code
 
 
 def _as_numpy(x: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:

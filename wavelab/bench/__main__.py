@@ -22,7 +22,11 @@ from wavelab.cli import USER_ERROR_EXIT, bare_word_as, hydra_entry, quiet_lightn
 from wavelab.config import CONFIG_DIR
 
 # bench= option -> the module that runs it (imported only when chosen: they pull in Lightning)
-BENCHMARKS = {"lm": "wavelab.bench.lm", "wavgpt": "wavelab.bench.wavgpt"}
+BENCHMARKS = {
+    "lm": "wavelab.bench.lm",
+    "wavgpt": "wavelab.bench.wavgpt",
+    "codec": "wavelab.bench.codec",
+}
 
 
 @hydra_entry("bench")

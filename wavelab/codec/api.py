@@ -17,12 +17,10 @@ import torch
 from torch import Tensor
 
 from wavelab.errors import ConfigError
-from wavelab.sparse_code import VALUE_BITS, VALUE_DTYPES, SparseCode, code_bits, overhead_bytes
+from wavelab.sparse_code import SparseCode, code_bits, overhead_bytes, scale_count
 
 if TYPE_CHECKING:  # never executed: no import edge to the Lightning module at run time
     from wavelab.lit.wavgpt import WavGPTModule
-
-VALUE_DTYPE_OF_BITS = {16: "fp16", 32: "fp32"}
 
 
 @dataclass(frozen=True)
@@ -61,22 +59,15 @@ class WavGPTCodec:
         self,
         module: WavGPTModule,
         tokenizer=None,
-        value_dtype: str | None = None,
         batch_size: int = 32,
     ) -> None:
-        """``value_dtype``: precision of the stored values; None: the module's ``value_bits``."""
+        """Codes carry their values at the module's ``value_bits`` and ``value_scale``: what
+        its refiner was trained to decode."""
         # transformers: imported only once a model is at hand, so `--help` stays fast
         from wavelab.models.encoder import load_tokenizer, weights_fingerprint
 
         self.module = module.eval()
         self.tokenizer = tokenizer or load_tokenizer(module.hparams.encoder["name_or_path"])
-        if value_dtype is None:
-            value_dtype = VALUE_DTYPE_OF_BITS.get(module.hparams.value_bits, "fp32")
-        if value_dtype not in VALUE_DTYPES:
-            raise ValueError(
-                f"value_dtype={value_dtype!r} is invalid: must be one of {VALUE_DTYPES}"
-            )
-        self.value_dtype = value_dtype
         self.batch_size = batch_size
         self.block_size = module.cfg.block_size
         self.d = module.encoder.d
@@ -132,19 +123,29 @@ class WavGPTCodec:
 
     @torch.inference_mode()
     def encode_ids(self, input_ids: Tensor, attention_mask: Tensor) -> list[SparseCode]:
-        """(B, T) ids and mask -> B codes of the coefficients the filter keeps."""
+        """(B, T) ids and mask -> B codes of the coefficients the filter keeps, at value_bits."""
         codes = []
         for ids, mask in self._batches(input_ids, attention_mask):
-            _, out = self.module.encode(ids, mask)
-            codes += SparseCode.from_batch(
-                out.coeffs,
-                out.keep,
-                mask.sum(1),
-                self.fingerprint,
-                self.value_dtype,
-                self.compressor,
-            )
+            codes += self.encode_hidden(self.module.encoder.hidden(ids, mask), mask)
         return codes
+
+    @torch.inference_mode()
+    def encode_hidden(self, h: Tensor, attention_mask: Tensor) -> list[SparseCode]:
+        """The frozen encoder's (B, T, d) hidden states and (B, T) mask -> B codes. Runs the
+        core's encoder half only (``WavGPTCore.code``): the refiner is decode's."""
+        core, cfg = self.module.core, self.module.cfg
+        _, kept, keep, _, _, scales = core.code(h, attention_mask)
+        return SparseCode.from_batch(
+            kept,
+            keep,
+            attention_mask.sum(1),
+            self.fingerprint,
+            cfg.value_bits,
+            self.compressor,
+            cfg.value_scale,
+            core.dwt.levels,
+            scales,
+        )
 
     # --- decoding -----------------------------------------------------------------------------
 
@@ -185,8 +186,12 @@ class WavGPTCodec:
         for start in range(0, len(codes), self.batch_size):
             chunk = codes[start : start + self.batch_size]
             kept = torch.from_numpy(SparseCode.batch_to_dense(chunk)).to(device)
-            h_hat = core.dwt.inverse(kept.to(self._dtype()))
-            out.append(core.refiner(h_hat, mask[start : start + len(chunk)]))
+            h_hat = core.dwt.inverse(kept.to(self._dtype()))  # (b, T, d)
+            # The refiner's padded steps are masked out of attention and thrown away: refine
+            # only up to the chunk's longest code, and pad back with zeros.
+            n = max(c.n_tokens for c in chunk)
+            refined = core.refiner(h_hat[:, :n], mask[start : start + len(chunk), :n])
+            out.append(torch.nn.functional.pad(refined, (0, 0, 0, self.block_size - n)))
         return torch.cat(out), mask
 
     def decode(self, codes: Sequence[SparseCode | bytes]) -> list[str]:
@@ -205,13 +210,19 @@ class WavGPTCodec:
         return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
     def _head_texts(self, h: Tensor, mask: Tensor) -> list[str]:
-        # Chunked: the logits are (B, T, vocab), the largest tensor of the pipeline.
-        ids = torch.cat(
+        """The head's argmax at the real tokens only (padding is never read): (B, T) ids."""
+        real = mask.bool()
+        states = h[real]  # (N, d), N real tokens in all
+        # Chunked: the logits (rows, vocab) are the largest tensor of the pipeline.
+        rows = self.batch_size * self.block_size
+        best = torch.cat(
             [
-                self.module.encoder.logits(h[i : i + self.batch_size]).argmax(-1)
-                for i in range(0, len(h), self.batch_size)
+                self.module.encoder.logits(states[i : i + rows]).argmax(-1)
+                for i in range(0, len(states), rows)
             ]
         )
+        ids = torch.zeros(real.shape, dtype=torch.long, device=h.device)
+        ids[real] = best
         return self.ids_to_texts(ids.cpu(), mask.cpu())
 
     # --- similarity and size ------------------------------------------------------------------
@@ -239,8 +250,9 @@ class WavGPTCodec:
     def size(self, code: SparseCode) -> CodeSize:
         bits = code.bits()
         n = max(code.n_tokens, 1)
-        ideal = code_bits(code.k, code.block_size, code.d, VALUE_BITS[code.value_dtype])
-        ideal += 8 * overhead_bytes(len(code.fingerprint))
+        header = 8 * overhead_bytes(len(code.fingerprint))
+        n_scales = scale_count(code.value_bits, code.value_scale, code.levels)
+        ideal = code_bits(code.k, code.block_size, code.d, code.value_bits, header, n_scales)
         ids_bits = n * math.log2(self.module.encoder.vocab_size)
         return CodeSize(bits // 8, code.n_tokens, bits / n, ideal / n, ids_bits / bits)
 

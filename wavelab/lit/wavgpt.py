@@ -28,13 +28,19 @@ from wavelab.models.wavgpt import (
     masked_mean,
     token_accuracy,
 )
-from wavelab.sparse_code import code_bits, overhead_bytes
+from wavelab.sparse_code import code_bits, overhead_bytes, scale_count, sent_bits
 
 CORE_KEYS = {f.name for f in dataclasses.fields(WavGPTConfig)}
 # Metrics averaged over real tokens, logged as val/<name>.
 TOKEN_METRICS = ("acc", "acc_unrefined", "acc_orig", "ce", "ce_orig", "kl")
 # Metrics averaged over codes (one per block).
-CODE_METRICS = ("keep_ratio", "bits_per_token", "compression_vs_fp32", "compression_vs_ids")
+CODE_METRICS = (
+    "keep_ratio",
+    "bits_per_token",
+    "bits_per_token_ideal",
+    "compression_vs_fp32",
+    "compression_vs_ids",
+)
 
 
 def teacher_argmax(teacher: Tensor | TeacherTopK) -> Tensor:
@@ -57,7 +63,6 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         encoder: dict,
         optimizer: dict,
         scheduler: dict,
-        value_bits: int = 16,
         compile: bool = False,
         **core,
     ):
@@ -73,7 +78,6 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 "encoder": encoder,
                 "optimizer": optimizer,
                 "scheduler": scheduler,
-                "value_bits": value_bits,
                 "compile": compile,
                 **core,
             },
@@ -146,11 +150,19 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         h = self.encoder.hidden(input_ids, attention_mask)
         return h, self.core(h, attention_mask)
 
-    def code_bits(self, k: Tensor) -> Tensor:
-        """Ideal bits a receiver needs per code: the format's overhead (header, both fingerprints,
-        checksum), as ``SparseCode.to_bytes`` sends it, + positions (log2 C(T·d, k)) + values."""
-        header = 8 * overhead_bytes(len(bytes.fromhex(self.encoder.fingerprint)))
-        return code_bits(k, self.cfg.block_size, self.encoder.d, self.hparams.value_bits, header)
+    def code_bits(self, out: WavGPTOutput, sent: bool = False) -> Tensor:
+        """(B,) bits a receiver needs per code. Ideal: the format's overhead (header, both
+        fingerprints, checksum) and scales, as ``SparseCode.to_bytes`` sends them, + positions
+        at log2 C(T·d, k) + values. ``sent``: exactly the bytes ``to_bytes`` writes (entropy-coded
+        positions; a numpy pass over the keep mask per band)."""
+        fingerprint_bytes = len(bytes.fromhex(self.encoder.fingerprint))
+        bits, scale = self.cfg.value_bits, self.cfg.value_scale
+        levels = self.core.dwt.levels
+        if sent:
+            return sent_bits(out.keep, levels, bits, scale, fingerprint_bytes).to(out.k.device)
+        header = 8 * overhead_bytes(fingerprint_bytes)
+        n_scales = scale_count(bits, scale, levels)
+        return code_bits(out.k, self.cfg.block_size, self.encoder.d, bits, header, n_scales)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         drop_duplicate_keys(checkpoint, "_core.")
@@ -184,13 +196,18 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 unrefined = self.encoder.logits(out.h_hat)
                 values["acc_unrefined"] = token_accuracy(unrefined, ids, mask)
                 values["ce_orig"] = masked_mean(teacher_ce(teacher, ids), mask)
-            bits = self.code_bits(out.k)  # (B,)
+            ideal = self.code_bits(out)  # (B,)
+            # Validation logs the bytes actually sent; a training step keeps the ideal, which
+            # needs no copy of the (B, T, d) mask to the CPU per step.
+            bits = self.code_bits(out, sent=True) if stage == "val" else ideal
             per_code = {
                 "keep_ratio": out.keep_ratio,
                 "bits_per_token": bits / n_real,
                 "compression_vs_fp32": n_real * self.encoder.d * 32 / bits,
                 "compression_vs_ids": n_real * math.log2(self.encoder.vocab_size) / bits,
             }
+            if stage == "val":
+                per_code["bits_per_token_ideal"] = ideal / n_real
         tokens = mask.sum()
         for name, value in values.items():
             self.metrics[f"{stage}_{name}"].update(value.detach(), weight=tokens)

@@ -1,7 +1,10 @@
 """WavGPT core: decodable wavelet embeddings of a frozen encoder's hidden states.
 
     h (B, T, d) --LiftingDWT--> coeffs --FrequencyFilter--> kept (top keep_ratio, hard mask)
+      --fake_quantize--> kept at value_bits (what a code sends)
       --LiftingDWT.inverse--> h_hat --Refiner--> refined --frozen LM head--> logits
+
+``WavGPTCore.code`` stops after the quantization: it is all an encoder needs.
 
 The frozen encoder and LM head live in ``encoder.py``; everything here works on given hidden
 states, so it can be tested with random tensors.
@@ -27,6 +30,7 @@ from torch import Tensor
 from wavelab.errors import ConfigError
 from wavelab.models.distill import KD_MODES, TeacherTopK, full_kl, sparse_kl
 from wavelab.models.lifting import LiftingDWT, band_index, resolve_levels
+from wavelab.models.quantize import check_value_bits, check_value_scale, fake_quantize, group_scales
 
 FILTER_INITS = ("dct_like", "lowpass", "uniform")
 
@@ -53,6 +57,8 @@ class WavGPTConfig:
     hidden_mse_weight: float = 0.0
     approx_mse_weight: float = 0.0
     logits_mse_weight: float = 0.0
+    value_bits: int = 16  # 16: fp16 values; 8 or 4: integers with an fp16 scale per group
+    value_scale: str = "code"  # the group of a scale at 8 or 4 bits: code | band
 
     def __post_init__(self) -> None:
         self.validate()
@@ -61,6 +67,8 @@ class WavGPTConfig:
         """Raise ConfigError naming the key, the bad value and what is allowed."""
         resolve_levels(self.block_size, self.levels)  # raises for block_size / levels
         _check_filter(self.keep_ratio, self.filter_init)
+        check_value_bits(self.value_bits)
+        check_value_scale(self.value_scale)
         positive = {
             "filter_temperature": self.filter_temperature,
             "kd_temperature": self.kd_temperature,
@@ -253,11 +261,13 @@ class Refiner(nn.Module):
 class WavGPTOutput:
     coeffs: Tensor  # (B, T, d) all lifting coefficients, layout of LiftingDWT
     keep: Tensor  # (B, T, d) hard 0/1 mask of kept coefficients
-    kept: Tensor  # (B, T, d) coeffs * mask (straight-through gradient)
+    kept: Tensor  # (B, T, d) coeffs * mask at value_bits (straight-through gradients)
     h_hat: Tensor  # (B, T, d) inverse transform of kept, before refinement
     refined: Tensor  # (B, T, d) refined hidden states, for the frozen LM head
     k: Tensor  # (B,) coefficients kept per sample
     keep_ratio: Tensor  # (B,) achieved k / (n_real * d)
+    scales: Tensor | None = None  # (B, G) fp16 scales of kept; G 1 (code) or levels+1 (band);
+    # None at value_bits 16
 
 
 class WavGPTCore(nn.Module):
@@ -288,6 +298,36 @@ class WavGPTCore(nn.Module):
 
     def forward(self, h: Tensor, mask: Tensor | None = None) -> WavGPTOutput:
         """h (B, T, d) hidden states, mask (B, T) of real tokens (None: all real)."""
+        mask = self._checked_mask(h, mask)
+        coeffs, kept, keep, k, ratio, scales = self.code(h, mask)
+        h_hat = self.dwt.inverse(kept)
+        return WavGPTOutput(coeffs, keep, kept, h_hat, self.refiner(h_hat, mask), k, ratio, scales)
+
+    def code(
+        self, h: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """The encoder's half of ``forward``: transform, filter and quantize, no refiner.
+
+        Returns coeffs (B, T, d), kept (B, T, d) at value_bits, keep (B, T, d) hard mask,
+        k (B,), keep ratio (B,) and scales (B, G) (None at 16 bits), as in ``WavGPTOutput``.
+        """
+        mask = self._checked_mask(h, mask)
+        coeffs = self.dwt(h * mask[..., None])
+        kept, keep, k, ratio = self.filter(coeffs, mask, self.dwt.support_mask(mask))
+        bits = self.cfg.value_bits
+        if bits == 16:
+            return coeffs, fake_quantize(kept, bits), keep, k, ratio, None
+        T = h.shape[1]
+        if self.cfg.value_scale == "band":
+            groups = band_index(T, self.dwt.levels).to(h.device)  # (T,)
+        else:
+            groups = torch.zeros(T, dtype=torch.long, device=h.device)
+        scales = group_scales(kept, keep, groups, int(groups.max()) + 1)  # (B, G)
+        per_step = scales[:, groups, None].to(kept.dtype)  # (B, T, 1)
+        return coeffs, fake_quantize(kept, bits, per_step), keep, k, ratio, scales
+
+    def _checked_mask(self, h: Tensor, mask: Tensor | None) -> Tensor:
+        """Raises ValueError for a bad h or mask; returns the (B, T) bool mask."""
         if h.dim() != 3 or h.shape[-1] != self.d:
             raise ValueError(
                 f"expected hidden states of shape (B, T, {self.d}), got {tuple(h.shape)}"
@@ -302,10 +342,7 @@ class WavGPTCore(nn.Module):
             raise ValueError(f"expected a ({B}, {T}) attention mask, got {tuple(mask.shape)}")
         if not mask.any(dim=1).all():
             raise ValueError("every sample needs at least one real token (attention_mask is all 0)")
-        coeffs = self.dwt(h * mask[..., None])
-        kept, keep, k, ratio = self.filter(coeffs, mask, self.dwt.support_mask(mask))
-        h_hat = self.dwt.inverse(kept)
-        return WavGPTOutput(coeffs, keep, kept, h_hat, self.refiner(h_hat, mask), k, ratio)
+        return mask
 
 
 def masked_mean(per_token: Tensor, mask: Tensor) -> Tensor:

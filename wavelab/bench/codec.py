@@ -1,0 +1,175 @@
+"""The WavGPT codec's round-trip speed per text, beside the original repository's procedure.
+
+    python -m wavelab.bench codec threads=1          # MiniLM, T=256, keep 1/16, B=1 per text
+    taskset -c 0 python -m wavelab.bench codec threads=1 words=180
+
+Keys: conf/bench.yaml and conf/bench/codec.yaml. The module is composed from the real conf/
+(``model=wavgpt``, untrained: speed does not depend on training). Texts are runs of the complete
+works; their hidden states are computed once, up front, so the frozen encoder is left out on
+both sides. One round trip is, per text (B=1):
+
+    ours        ``WavGPTCodec.encode_hidden`` (lifting, filter, quantization), ``to_bytes``,
+                ``from_bytes``, ``WavGPTCodec.decode`` (inverse, refiner and head at the real
+                tokens only, tokenizer)
+    reference   the original repository's embed/decode procedure (samarth-kadaba/WavGPT,
+                src/wavgpt/embed/embeddings.py), re-implemented on our core: embed runs the
+                whole core, refiner included, and keeps the kept coefficients as (k, 2) indices
+                and (k,) values; decode fills a dense (1, T, d) tensor and mask one coefficient
+                at a time in Python, then inverse, refiner and head over all T steps, and the
+                argmax of the real tokens through the tokenizer. It never serializes.
+
+The two run interleaved (ours, reference, next text), timed in process CPU time (user + sys),
+so other processes on a shared machine add little; medians over rounds, then over texts.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from omegaconf import DictConfig
+
+from wavelab.bench import check_count, check_settings, load_line, publish, settings_from
+from wavelab.codec.api import WavGPTCodec
+from wavelab.compose import compose
+from wavelab.config import instantiate
+from wavelab.data.corpora import shakespeare_complete_works
+from wavelab.sparse_code import SparseCode
+
+TARGET_SPEEDUP = 10.0
+
+
+@dataclass
+class Settings:
+    texts: int = 16  # texts timed
+    words: int = 60  # words per text
+    repeats: int = 3  # interleaved timed rounds
+    warmup: int = 1  # untimed rounds first
+    threads: int | None = None  # torch threads; None: torch's default
+    overrides: tuple[str, ...] = ()  # extra Hydra overrides of the model config
+
+    def validate(self) -> None:
+        check_settings(asdict(self))
+        for key in ("texts", "words"):
+            check_count(key, getattr(self, key), 1)
+
+
+def corpus_texts(n: int, words: int) -> list[str]:
+    """n runs of ``words`` words each, spread over the complete works."""
+    tokens = shakespeare_complete_works().split()
+    stride = (len(tokens) - words) // n
+    return [" ".join(tokens[i * stride : i * stride + words]) for i in range(n)]
+
+
+@torch.inference_mode()
+def ours(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> str:
+    (code,) = codec.encode_hidden(h, mask)
+    return codec.decode([SparseCode.from_bytes(code.to_bytes())])[0]
+
+
+@torch.inference_mode()
+def reference_embed(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> dict:
+    """The original embed: the whole core forward, then the kept coefficients in COO form."""
+    out = codec.module.core(h, mask)
+    keep = out.keep[0].bool()  # (T, d)
+    return {
+        "indices": torch.nonzero(keep),  # (k, 2): [step, channel]
+        "values": out.kept[0][keep],  # (k,)
+        "shape": tuple(keep.shape),
+        "num_real_tokens": int(mask.sum()),
+    }
+
+
+@torch.inference_mode()
+def reference_decode(codec: WavGPTCodec, embedding: dict) -> str:
+    """The original decode: a per-coefficient Python fill of dense tensors, then inverse,
+    refiner and head over the whole block, and the real tokens' argmax as text."""
+    core, n = codec.module.core, embedding["num_real_tokens"]
+    dense = torch.zeros((1, *embedding["shape"]))
+    kept_mask = torch.zeros_like(dense, dtype=torch.bool)
+    for (t, c), value in zip(embedding["indices"], embedding["values"]):
+        dense[0, t, c] = value
+        kept_mask[0, t, c] = True
+    token_mask = torch.arange(dense.shape[1])[None, :] < n
+    refined = core.refiner(core.dwt.inverse(dense), token_mask)
+    logits = codec.module.encoder.logits(refined)
+    ids = logits[0, :n].argmax(-1).tolist()
+    return codec.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def reference(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> str:
+    return reference_decode(codec, reference_embed(codec, h, mask))
+
+
+def cpu_seconds(fn, *args) -> tuple[float, str]:
+    start = time.process_time()
+    result = fn(*args)
+    return time.process_time() - start, result
+
+
+def run(settings: Settings) -> dict:
+    settings.validate()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as output_dir:
+        cfg = compose(["model=wavgpt", *settings.overrides], output_dir=output_dir)
+        module = instantiate(cfg.model).eval()
+    codec = WavGPTCodec(module, batch_size=1)
+    ids, mask = codec.tokenize(corpus_texts(settings.texts, settings.words))
+    with torch.inference_mode():  # the frozen encoder, left out of the timings
+        hidden = [(module.encoder.hidden(i[None], m[None]), m[None]) for i, m in zip(ids, mask)]
+    seconds = {"ours": [[] for _ in hidden], "reference": [[] for _ in hidden]}
+    same_text = []
+    for round_ in range(settings.warmup + settings.repeats):
+        for i, (h, m) in enumerate(hidden):
+            t_ours, text_ours = cpu_seconds(ours, codec, h, m)
+            t_ref, text_ref = cpu_seconds(reference, codec, h, m)
+            if round_ >= settings.warmup:
+                seconds["ours"][i].append(t_ours)
+                seconds["reference"][i].append(t_ref)
+                same_text.append(text_ours == text_ref)
+    per_text = {name: [statistics.median(s) for s in rows] for name, rows in seconds.items()}
+    median = {name: statistics.median(values) for name, values in per_text.items()}
+    return {
+        "settings": asdict(settings),
+        "block_size": codec.block_size,
+        "d": codec.d,
+        "keep_ratio": module.cfg.keep_ratio,
+        "value_bits": module.cfg.value_bits,
+        "mean_tokens": float(mask.sum(1).float().mean()),
+        "threads": torch.get_num_threads(),
+        "seconds_per_text": median,
+        "per_text": per_text,
+        "speedup": median["reference"] / median["ours"],
+        "same_text": sum(same_text) / len(same_text),
+        "env": {"loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg())},
+    }
+
+
+def format_table(result: dict) -> str:
+    s = result["seconds_per_text"]
+    verdict = "met" if result["speedup"] >= TARGET_SPEEDUP else "MISSED"
+    return "\n".join(
+        [
+            f"codec round trip per text (B=1, T={result['block_size']}, d={result['d']}, keep "
+            f"{result['keep_ratio']:.4g}, {result['value_bits']}-bit values, "
+            f"{result['mean_tokens']:.0f} real tokens on average, {result['threads']} threads; "
+            "encoder excluded; CPU time, median)",
+            f"  ours       {1e3 * s['ours']:9.2f} ms",
+            f"  reference  {1e3 * s['reference']:9.2f} ms   (original repository's procedure)",
+            f"  speedup    {result['speedup']:9.1f}x   (target {TARGET_SPEEDUP:g}x: {verdict})",
+            f"  same decoded text in {100 * result['same_text']:.0f}% of round trips",
+            load_line(result["env"]),
+        ]
+    )
+
+
+def main(cfg: DictConfig) -> None:
+    """``python -m wavelab.bench codec``: ``cfg`` is conf/bench.yaml with conf/bench/codec.yaml."""
+    result = run(settings_from(Settings, cfg))
+    publish(result, format_table(result), cfg.json)
