@@ -7,6 +7,7 @@ only its identity and fingerprint there).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import lightning as L
@@ -18,21 +19,30 @@ from wavelab.errors import ConfigError
 from wavelab.lit.legacy import drop_duplicate_keys
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
 from wavelab.lit.records import RecordsItsClass
+from wavelab.models.baselines import build_core
+from wavelab.models.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
 from wavelab.models.encoder import FrozenEncoder
 from wavelab.models.wavgpt import (
     WavGPTConfig,
-    WavGPTCore,
     WavGPTOutput,
     distillation_loss,
     token_accuracy,
 )
 from wavelab.sparse_code import code_bits, overhead_bytes
+from wavelab.text_rates import reference_bits_per_token
+
+log = logging.getLogger(__name__)
 
 CORE_KEYS = {f.name for f in dataclasses.fields(WavGPTConfig)}
 # Metrics averaged over real tokens, logged as val/<name>.
 TOKEN_METRICS = ("acc", "acc_unrefined", "acc_orig", "ce", "ce_orig", "kl")
 # Metrics averaged over codes (one per block).
 CODE_METRICS = ("keep_ratio", "bits_per_token", "compression_vs_fp32", "compression_vs_ids")
+# Distortion metrics averaged over validation blocks (models/distortion.py); the *_orig ones are
+# the frozen head on the untouched states, the teacher's ceiling.
+BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine")
+# Real training tokens whose hidden states fit the pca coder's basis.
+PCA_FIT_TOKENS = 100_000
 
 
 class WavGPTModule(RecordsItsClass, L.LightningModule):
@@ -67,7 +77,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         )
         self.cfg = WavGPTConfig(**core)
         self.encoder = FrozenEncoder(**encoder)
-        self.core = WavGPTCore(self.cfg, d=self.encoder.d)
+        self.core = build_core(self.cfg, self.encoder.d, value_bits)
         if compile:  # in place: the weights keep their one state_dict key, core.*
             self.core.compile()
         self.metrics = torch.nn.ModuleDict(
@@ -78,16 +88,52 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             }
         )
         self.val_loss_best = MinMetric()
+        self.block_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in BLOCK_METRICS})
+        self._pooled: list[tuple[Tensor, Tensor]] = []  # (decoded, original) embeddings
+        self._val_blocks: list[tuple[Tensor, Tensor]] = []  # (input_ids, attention_mask)
+        self._reference_rates: dict[str, float] | None = None  # the same blocks every epoch
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, WavGPTOutput]:
         """Hidden states of the frozen encoder and everything the core makes of them."""
         h = self.encoder.hidden(input_ids, attention_mask)
         return h, self.core(h, attention_mask)
 
+    def hidden_states(self, batch: dict) -> Tensor:
+        """The frozen encoder's hidden states of a batch: cached ones (``batch["h"]``) when it
+        carries them, else computed."""
+        if "h" in batch:
+            return batch["h"]
+        return self.encoder.hidden(batch["input_ids"], batch["attention_mask"])
+
+    def on_fit_start(self) -> None:
+        # The pca coder's basis comes from training states; a resumed run has it already.
+        if self.cfg.coder == "pca" and not self.core.fitted:
+            self.fit_pca(self.trainer.datamodule.train_dataloader())
+
+    @torch.no_grad()
+    def fit_pca(self, batches) -> None:
+        """Fits the pca coder's basis on the first ~PCA_FIT_TOKENS real tokens of ``batches``;
+        under DDP rank 0's basis is sent to every rank, so all decode alike."""
+        states, masks, tokens = [], [], 0
+        for batch in batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            states.append(self.hidden_states(batch).float())
+            masks.append(batch["attention_mask"])
+            tokens += int(batch["attention_mask"].sum())
+            if tokens >= PCA_FIT_TOKENS:
+                break
+        self.core.fit(torch.cat(states), torch.cat(masks))
+        for buffer in (self.core.mean, self.core.basis, self.core.fitted):
+            buffer.copy_(self.trainer.strategy.broadcast(buffer, src=0))
+        log.info("pca coder: basis of rank %d fitted on %d real tokens", self.core.rank, tokens)
+
     def code_bits(self, k: Tensor) -> Tensor:
         """Ideal bits a receiver needs per code: the format's overhead (header, both fingerprints,
-        checksum), as ``SparseCode.to_bytes`` sends it, + positions (log2 C(T·d, k)) + values."""
+        checksum), as ``SparseCode.to_bytes`` sends it, + positions (log2 C(T·d, k)) + values.
+        A baseline coder counts its own code (models/baselines.py)."""
         header = 8 * overhead_bytes(len(bytes.fromhex(self.encoder.fingerprint)))
+        if self.cfg.coder != "wavelet":
+            return self.core.code_bits(k, header)
         return code_bits(k, self.cfg.block_size, self.encoder.d, self.hparams.value_bits, header)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -136,7 +182,57 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             self.metrics[f"{stage}_{name}"].update(value.detach(), weight=tokens)
         for name, value in per_code.items():
             self.metrics[f"{stage}_{name}"].update(value.float())
+        if stage == "val":
+            self.update_distortion(ids, mask, h, out.refined, student, teacher)
         return loss
+
+    @torch.no_grad()
+    def update_distortion(self, ids, mask, h, refined, student, teacher) -> None:
+        """Accumulates the validation blocks' distortion: per-block means, and the pooled
+        embeddings and ids that ``on_validation_epoch_end`` needs all of."""
+        blocks = {
+            "exact_blocks": exact_blocks(student, ids, mask),
+            "exact_blocks_orig": exact_blocks(teacher, ids, mask),
+            "cosine": pooled_cosine(refined, h, mask),
+        }
+        for name, value in blocks.items():
+            self.block_metrics[name].update(value.float())
+        self._pooled.append((mean_pool(refined, mask).float(), mean_pool(h, mask).float()))
+        if self._reference_rates is None:
+            self._val_blocks.append((ids, mask))
+
+    def log_distortion(self) -> None:
+        """val/exact_blocks, val/cosine, val/recall_at_1 over ALL validation blocks (gathered
+        from every rank) and the text coders' reference rates (ref/*) on the same blocks."""
+        for name, metric in self.block_metrics.items():
+            if metric.update_called:
+                self.log(f"val/{name}", metric.compute())
+            metric.reset()
+        if not self._pooled:
+            return
+        decoded, original = (self.gather_blocks(torch.cat(part)) for part in zip(*self._pooled))
+        self.log("val/recall_at_1", recall_at_1(decoded, original))
+        if self._reference_rates is None:
+            ids, mask = (self.gather_blocks(torch.cat(part)) for part in zip(*self._val_blocks))
+            self._reference_rates = self.reference_rates(ids, mask)
+        self.log_dict({f"ref/{k}_bits_per_token": v for k, v in self._reference_rates.items()})
+        self._pooled.clear()
+        self._val_blocks.clear()
+
+    def gather_blocks(self, local: Tensor) -> Tensor:
+        """(n, ...) per-rank rows -> (world * n, ...) rows of every rank (itself when alone)."""
+        gathered = self.all_gather(local)
+        return gathered.flatten(0, 1) if self.trainer.world_size > 1 else gathered
+
+    def reference_rates(self, ids: Tensor, mask: Tensor) -> dict[str, float]:
+        from wavelab.models.encoder import load_tokenizer  # transformers: only when validating
+
+        tokenizer = load_tokenizer(self.hparams.encoder["name_or_path"])
+        texts = [
+            tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
+            for row, m in zip(ids.cpu(), mask.cpu())
+        ]
+        return reference_bits_per_token(texts, int(mask.sum()), self.encoder.vocab_size)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
@@ -162,6 +258,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         ce, ce_orig = self.metrics["val_ce"].compute(), self.metrics["val_ce_orig"].compute()
         self.log_dict({"val/ppl": torch.exp(ce), "val/ppl_orig": torch.exp(ce_orig)})
         self._log_and_reset("val", ("loss", *TOKEN_METRICS, *CODE_METRICS))
+        self.log_distortion()
 
     def _log_and_reset(self, stage: str, names: tuple[str, ...]) -> None:
         for name in names:
