@@ -123,8 +123,9 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             if tokens >= PCA_FIT_TOKENS:
                 break
         self.core.fit(torch.cat(states), torch.cat(masks))
-        for buffer in (self.core.mean, self.core.basis, self.core.fitted):
-            buffer.copy_(self.trainer.strategy.broadcast(buffer, src=0))
+        if self._trainer is not None:  # None outside a Trainer: one process, nothing to send
+            for buffer in (self.core.mean, self.core.basis, self.core.fitted):
+                buffer.copy_(self._trainer.strategy.broadcast(buffer, src=0))
         log.info("pca coder: basis of rank %d fitted on %d real tokens", self.core.rank, tokens)
 
     def code_bits(self, k: Tensor) -> Tensor:
