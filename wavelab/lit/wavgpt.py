@@ -213,15 +213,19 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             return
         decoded, original = (self.gather_blocks(torch.cat(part)) for part in zip(*self._pooled))
         self.log("val/recall_at_1", recall_at_1(decoded, original))
-        if self._reference_rates is None:
+        rates = self._reference_rates
+        if rates is None:
             ids, mask = (self.gather_blocks(torch.cat(part)) for part in zip(*self._val_blocks))
-            self._reference_rates = self.reference_rates(ids, mask)
-        self.log_dict({f"ref/{k}_bits_per_token": v for k, v in self._reference_rates.items()})
+            rates = self.reference_rates(ids, mask)
+            if not self.trainer.sanity_checking:  # the sanity check sees only a few blocks
+                self._reference_rates = rates
+        self.log_dict({f"ref/{k}_bits_per_token": v for k, v in rates.items()})
         self._pooled.clear()
         self._val_blocks.clear()
 
     def gather_blocks(self, local: Tensor) -> Tensor:
-        """(n, ...) per-rank rows -> (world * n, ...) rows of every rank (itself when alone)."""
+        """(n, ...) per-rank rows -> (world * n, ...) rows of every rank (itself when alone); the
+        ranks hold equally many validation blocks (the data module drops a remainder)."""
         gathered = self.all_gather(local)
         return gathered.flatten(0, 1) if self.trainer.world_size > 1 else gathered
 
