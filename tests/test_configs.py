@@ -39,9 +39,12 @@ def build(cfg):
 
 
 def swept_keys_exist(cfg) -> None:
-    """Every key a sweeper varies is a key of the composed config (a typo would add a new one)."""
+    """Every key a sweeper varies is a key of the composed config (a typo would add a new one),
+    or a config group of it (study_point=r1,r2)."""
     absent = object()
     for key in cfg.hydra.sweeper.get("params") or {}:
+        if key in cfg.hydra.runtime.choices:
+            continue
         assert OmegaConf.select(cfg, key, default=absent) is not absent, key
 
 
@@ -53,9 +56,17 @@ def test_hydra_finds_every_preset_through_the_search_path():
     assert len(EXPERIMENTS) >= 2 and found == EXPERIMENTS
 
 
+# Presets that need the hub (a model or a dataset) are built here offline: with the tiny encoder
+# and make_cfg's local corpus (data.path wins over data.hf_name).
+OFFLINE_ENCODER = {"wavgpt_seed_setup"}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_presets_compose_and_instantiate(make_cfg, experiment):
-    cfg = make_cfg(f"experiment={experiment}", small=False)
+def test_experiment_presets_compose_and_instantiate(make_cfg, experiment, request):
+    offline = []
+    if experiment in OFFLINE_ENCODER:
+        offline = [f"model.encoder.name_or_path={request.getfixturevalue('tiny_encoder_dir')}"]
+    cfg = make_cfg(f"experiment={experiment}", *offline, small=False)
     assert cfg.hydra.runtime.choices.experiment == experiment
     datamodule, model, trainer = build(cfg)
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
@@ -71,9 +82,11 @@ def test_experiment_presets_compose_and_instantiate(make_cfg, experiment):
 
 def group_options():
     model_for = {"shakespeare_wordpiece": "model=wavgpt", "wavgpt": "model=wavgpt"}
-    for group in ("data", "model", "trainer", "logger", "callbacks", "debug"):
+    wavgpt_groups = ("study_method", "study_point")  # the rate–distortion study's bundles
+    for group in ("data", "model", "trainer", "logger", "callbacks", "debug", *wavgpt_groups):
         for name in options(group):
-            yield pytest.param(model_for.get(name, "model=gpt"), group, name, id=f"{group}={name}")
+            model = "model=wavgpt" if group in wavgpt_groups else model_for.get(name, "model=gpt")
+            yield pytest.param(model, group, name, id=f"{group}={name}")
 
 
 @pytest.mark.parametrize(("model", "group", "name"), group_options())

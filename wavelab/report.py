@@ -14,6 +14,13 @@ unless ``overwrite=true``.
 Jobs that differ only in ``repeats`` (default ``seed``) are repeats of one setting: the report
 adds their mean, sample standard deviation and count per setting (``summary.csv`` and a second
 table in ``report.md``), and the plot draws the mean with ±1 std error bars over the single runs.
+
+A frontier (a rate–distortion plot): ``x`` names a logged metric (``x=val/bits_per_token``).
+Each setting is then one point at its mean x and mean metric (±1 std both ways over repeats),
+joined in order of x into one line per value of ``lines`` (e.g. ``lines=study_method``), on a
+log x axis. ``references`` are x-metrics drawn as vertical lines (lossless coders' rates, e.g.
+``ref/lzma_block_bits_per_token``), ``ceilings`` horizontal ones per panel, a metric or a number
+(``ceilings={val/acc:val/acc_orig,val/cosine:1}``).
 """
 
 from __future__ import annotations
@@ -297,6 +304,9 @@ def report(
     repeats: str | None = "seed",
     overwrite: bool = False,
     columns: int = 4,
+    lines: str | None = None,
+    references: list[str] | None = None,
+    ceilings: dict[str, str | float] | None = None,
 ) -> dict[str, Path]:
     """Writes the report of ``sweep_dir``; returns the paths written (csv, markdown, plot and,
     with repeats, summary). Raises ConfigError naming the key for any bad argument."""
@@ -322,6 +332,22 @@ def report(
     check_known("baseline", [baseline] if baseline else [], logged)
     check_known("baseline_on", list(baseline_on or []), set(metrics or logged))
     varying = varying_keys(jobs)
+    if x in logged:
+        check_known("references", list(references or []), logged)
+        for panel, level in (ceilings or {}).items():
+            check_known("ceilings", [panel], logged)
+            if not is_number(level):
+                check_known("ceilings", [str(level)], logged)
+        if lines is not None and lines not in varying:
+            raise ConfigError(
+                f"lines={lines} is invalid: not a key that differs between jobs; those are: "
+                f"{', '.join(varying) or 'none'}"
+            )
+        out = free_dir(Path(out_dir) if out_dir else sweep_dir / "report", overwrite)
+        settings = [k for k in varying if k != repeats]
+        return frontier(
+            jobs, x, settings, lines, metrics, references, ceilings, which, out, columns
+        )
     if x is not None and all(j.param(x) is None for j in jobs):
         raise ConfigError(
             f"x={x} is invalid: no job sets it; keys that differ between jobs: "
@@ -377,6 +403,105 @@ def report(
     return paths
 
 
+def frontier(
+    jobs: list[Job],
+    x: str,
+    settings: list[str],
+    lines: str | None,
+    metrics: list[str] | None,
+    references: list[str] | None,
+    ceilings: dict[str, str | float] | None,
+    which: str,
+    out: Path,
+    columns: int,
+) -> dict[str, Path]:
+    """The frontier report (see the module docstring): summary table and plot, per setting."""
+    if metrics is None:
+        metrics = sorted(k for j in jobs for k in j.metrics[which] if k.startswith("val/"))
+        metrics = list(dict.fromkeys(m for m in metrics if m != x))
+    groups = group_repeats(jobs, settings)
+    shown = [x, *metrics]
+    summary = summary_rows(groups, shown, which)
+    summary_columns = [*settings, "n", *(f"{m} {s}" for m in shown for s in ("mean", "std"))]
+    summary.sort(
+        key=lambda row: (str(row[settings.index(lines)]) if lines else "", row[-2 * len(shown)])
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"summary": write_csv(out / "summary.csv", summary_columns, summary)}
+    level_of = {
+        r: mean_std([j.metrics[which][r] for j in jobs if r in j.metrics[which]])[0]
+        for r in references or []
+    }
+    text = [f"Frontier: {which} metrics against {x}, mean ± sample std over repeats.", ""]
+    text += markdown_table(summary_columns, summary)
+    if level_of:
+        text += ["", "Reference rates (lossless):", ""]
+        text += markdown_table(["reference", x], [[r, v] for r, v in level_of.items()])
+    paths["markdown"] = out / "report.md"
+    paths["markdown"].write_text("\n".join(text) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on clusters and CI
+    import matplotlib.pyplot as plt
+
+    ncols = min(columns, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows + 0.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    n_settings = len(settings) + 1  # the setting's keys and n come before the statistics
+    by_line: dict[str, list] = {}  # rows are sorted by line, then x: each line runs left to right
+    for row in summary:
+        by_line.setdefault(f"{lines}={row[settings.index(lines)]}" if lines else "jobs", []).append(
+            row
+        )
+    legend: dict[str, object] = {}
+    for ax, metric in zip(axes.ravel(), metrics):
+        for label, rows in by_line.items():
+            k = n_settings + 2 * (1 + metrics.index(metric))
+            ax.errorbar(
+                [r[n_settings] for r in rows],
+                [r[k] for r in rows],
+                xerr=[r[n_settings + 1] for r in rows],
+                yerr=[r[k + 1] for r in rows],
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+        for j, (name, level) in enumerate(level_of.items()):
+            ax.axvline(level, color=f"C{7 + j % 3}", linestyle=":", label=f"{name} ({level:.3g})")
+        ceiling = (ceilings or {}).get(metric)
+        if ceiling is not None:
+            if not is_number(ceiling):
+                ceiling = mean_std([j.metrics[which][ceiling] for j in jobs])[0]
+            ax.axhline(ceiling, color="gray", linestyle="--", label="ceiling (per panel)")
+            ax.annotate(f"{ceiling:.3g}", (0, ceiling), xycoords=("axes fraction", "data"))
+        ax.set_xscale("log")
+        ax.set_title(metric, fontsize="medium")
+        ax.grid(alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        legend.update((lab, h) for h, lab in zip(handles, labels) if lab not in legend)
+    for ax in axes.ravel()[len(metrics) :]:
+        ax.remove()
+    fig.supxlabel(f"{x} (log scale)    ({which} metrics of {len(jobs)} jobs)")
+    fig.legend(
+        list(legend.values()),
+        list(legend),
+        loc="outside upper center",
+        ncols=min(len(legend), 4),
+        fontsize="small",
+    )
+    paths["plot"] = out / "report.png"
+    fig.savefig(paths["plot"], dpi=100)
+    plt.close(fig)
+    return paths
+
+
 def as_list(value) -> list[str] | None:
     """A list key given as a list (``metrics=[a,b]``) or as one value (``metrics=a``)."""
     if value is None:
@@ -397,6 +522,9 @@ def report_entry(cfg: DictConfig) -> None:
         repeats=cfg.repeats,
         overwrite=cfg.overwrite,
         columns=cfg.columns,
+        lines=cfg.lines,
+        references=as_list(cfg.references),
+        ceilings=OmegaConf.to_container(cfg.ceilings) if cfg.ceilings else None,
     )
     print(paths["markdown"].read_text())
     for path in paths.values():

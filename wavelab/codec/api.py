@@ -66,6 +66,11 @@ class WavGPTCodec:
         # transformers: imported only once a model is at hand, so `--help` stays fast
         from wavelab.models.encoder import load_tokenizer, weights_fingerprint
 
+        if module.cfg.coder != "wavelet":
+            raise ConfigError(
+                f"model.coder={module.cfg.coder!r}: the codec writes wavelet codes only; a "
+                "baseline coder (pca, scalar) is measured in training, not sent"
+            )
         self.module = module.eval()
         self.tokenizer = tokenizer or load_tokenizer(module.hparams.encoder["name_or_path"])
         self.batch_size = batch_size

@@ -7,6 +7,7 @@ only its identity and fingerprint there).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import lightning as L
@@ -18,17 +19,21 @@ from wavelab.errors import ConfigError
 from wavelab.lit.legacy import drop_duplicate_keys
 from wavelab.lit.optim import build_optimizer, build_scheduler, plain
 from wavelab.lit.records import RecordsItsClass
+from wavelab.models.baselines import build_core
 from wavelab.models.distill import TeacherTopK, teacher_topk
+from wavelab.models.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
 from wavelab.models.encoder import FrozenEncoder
 from wavelab.models.wavgpt import (
     WavGPTConfig,
-    WavGPTCore,
     WavGPTOutput,
     distillation_loss,
     masked_mean,
     token_accuracy,
 )
 from wavelab.sparse_code import code_bits, overhead_bytes, scale_count, sent_bits
+from wavelab.text_rates import reference_bits_per_token
+
+log = logging.getLogger(__name__)
 
 CORE_KEYS = {f.name for f in dataclasses.fields(WavGPTConfig)}
 # Metrics averaged over real tokens, logged as val/<name>.
@@ -53,6 +58,13 @@ def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
     if isinstance(teacher, TeacherTopK):
         return teacher.ce
     return torch.nn.functional.cross_entropy(teacher.transpose(1, 2), input_ids, reduction="none")
+
+
+# Distortion metrics averaged over validation blocks (models/distortion.py); the *_orig ones are
+# the frozen head on the untouched states, the teacher's ceiling.
+BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine")
+# Real training tokens whose hidden states fit the pca coder's basis.
+PCA_FIT_TOKENS = 100_000
 
 
 class WavGPTModule(RecordsItsClass, L.LightningModule):
@@ -90,7 +102,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 f"model.kd_top_k={self.cfg.kd_top_k} is invalid: the encoder's vocabulary has "
                 f"only {self.encoder.vocab_size} tokens"
             )
-        self.core = WavGPTCore(self.cfg, d=self.encoder.d)
+        self.core = build_core(self.cfg, self.encoder.d)
         if compile:  # in place: the weights keep their one state_dict key, core.*
             self.core.compile()
         self.metrics = torch.nn.ModuleDict(
@@ -101,6 +113,10 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             }
         )
         self.val_loss_best = MinMetric()
+        self.block_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in BLOCK_METRICS})
+        self._pooled: list[tuple[Tensor, Tensor]] = []  # (decoded, original) embeddings
+        self._val_blocks: list[tuple[Tensor, Tensor]] = []  # (input_ids, attention_mask)
+        self._reference_rates: dict[str, float] | None = None  # the same blocks every epoch
 
     def hidden_states(self, batch: dict) -> Tensor:
         """(B, T, d) the frozen encoder's states of the batch: from the teacher cache when the
@@ -125,7 +141,14 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         return teacher_topk(logits, self.cfg.kd_top_k, self.cfg.kd_temperature, batch["input_ids"])
 
     def on_fit_start(self) -> None:
-        meta = getattr(self.trainer.datamodule, "teacher_meta", None)
+        # The pca coder's basis comes from training states; a resumed run has it already.
+        if self.cfg.coder == "pca" and not self.core.fitted:
+            self.fit_pca(self.trainer.datamodule.train_dataloader())
+        self.check_teacher_cache(getattr(self.trainer.datamodule, "teacher_meta", None))
+
+    def check_teacher_cache(self, meta: dict | None) -> None:
+        """ConfigError unless the datamodule's teacher cache (``meta``; None: none) was made
+        by this model's encoder, K and temperature, for sparse KD."""
         if meta is None:
             return
         if self.cfg.kd == "full":
@@ -150,12 +173,32 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         h = self.encoder.hidden(input_ids, attention_mask)
         return h, self.core(h, attention_mask)
 
+    @torch.no_grad()
+    def fit_pca(self, batches) -> None:
+        """Fits the pca coder's basis on the first ~PCA_FIT_TOKENS real tokens of ``batches``;
+        under DDP rank 0's basis is sent to every rank, so all decode alike."""
+        states, masks, tokens = [], [], 0
+        for batch in batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            states.append(self.hidden_states(batch).float())
+            masks.append(batch["attention_mask"])
+            tokens += int(batch["attention_mask"].sum())
+            if tokens >= PCA_FIT_TOKENS:
+                break
+        self.core.fit(torch.cat(states), torch.cat(masks))
+        if self._trainer is not None:  # None outside a Trainer: one process, nothing to send
+            for buffer in (self.core.mean, self.core.basis, self.core.fitted):
+                buffer.copy_(self._trainer.strategy.broadcast(buffer, src=0))
+        log.info("pca coder: basis of rank %d fitted on %d real tokens", self.core.rank, tokens)
+
     def code_bits(self, out: WavGPTOutput, sent: bool = False) -> Tensor:
         """(B,) bits a receiver needs per code. Ideal: the format's overhead (header, both
         fingerprints, checksum) and scales, as ``SparseCode.to_bytes`` sends them, + positions
         at log2 C(T·d, k) + values. ``sent``: exactly the bytes ``to_bytes`` writes (entropy-coded
         positions; a numpy pass over the keep mask per band)."""
         fingerprint_bytes = len(bytes.fromhex(self.encoder.fingerprint))
+        if self.cfg.coder != "wavelet":  # a dense baseline code: sent = ideal (baselines.py)
+            return self.core.code_bits(out.k, 8 * overhead_bytes(fingerprint_bytes))
         bits, scale = self.cfg.value_bits, self.cfg.value_scale
         levels = self.core.dwt.levels
         if sent:
@@ -213,7 +256,61 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             self.metrics[f"{stage}_{name}"].update(value.detach(), weight=tokens)
         for name, value in per_code.items():
             self.metrics[f"{stage}_{name}"].update(value.float())
+        if stage == "val":
+            self.update_distortion(ids, mask, h, out.refined, student, teacher)
         return loss
+
+    @torch.no_grad()
+    def update_distortion(self, ids, mask, h, refined, student, teacher) -> None:
+        """Accumulates the validation blocks' distortion: per-block means, and the pooled
+        embeddings and ids that ``on_validation_epoch_end`` needs all of."""
+        blocks = {
+            "exact_blocks": exact_blocks(student.argmax(-1), ids, mask),
+            "exact_blocks_orig": exact_blocks(teacher_argmax(teacher), ids, mask),
+            "cosine": pooled_cosine(refined, h, mask),
+        }
+        for name, value in blocks.items():
+            self.block_metrics[name].update(value.float())
+        self._pooled.append((mean_pool(refined, mask).float(), mean_pool(h, mask).float()))
+        if self._reference_rates is None:
+            self._val_blocks.append((ids, mask))
+
+    def log_distortion(self) -> None:
+        """val/exact_blocks, val/cosine, val/recall_at_1 over ALL validation blocks (gathered
+        from every rank) and the text coders' reference rates (ref/*) on the same blocks."""
+        for name, metric in self.block_metrics.items():
+            if metric.update_called:
+                self.log(f"val/{name}", metric.compute())
+            metric.reset()
+        if not self._pooled:
+            return
+        decoded, original = (self.gather_blocks(torch.cat(part)) for part in zip(*self._pooled))
+        self.log("val/recall_at_1", recall_at_1(decoded, original))
+        rates = self._reference_rates
+        if rates is None:
+            ids, mask = (self.gather_blocks(torch.cat(part)) for part in zip(*self._val_blocks))
+            rates = self.reference_rates(ids, mask)
+            if not self.trainer.sanity_checking:  # the sanity check sees only a few blocks
+                self._reference_rates = rates
+        self.log_dict({f"ref/{k}_bits_per_token": v for k, v in rates.items()})
+        self._pooled.clear()
+        self._val_blocks.clear()
+
+    def gather_blocks(self, local: Tensor) -> Tensor:
+        """(n, ...) per-rank rows -> (world * n, ...) rows of every rank (itself when alone); the
+        ranks hold equally many validation blocks (the data module drops a remainder)."""
+        gathered = self.all_gather(local)
+        return gathered.flatten(0, 1) if self.trainer.world_size > 1 else gathered
+
+    def reference_rates(self, ids: Tensor, mask: Tensor) -> dict[str, float]:
+        from wavelab.models.encoder import load_tokenizer  # transformers: only when validating
+
+        tokenizer = load_tokenizer(self.hparams.encoder["name_or_path"])
+        texts = [
+            tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
+            for row, m in zip(ids.cpu(), mask.cpu())
+        ]
+        return reference_bits_per_token(texts, int(mask.sum()), self.encoder.vocab_size)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
@@ -239,6 +336,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         ce, ce_orig = self.metrics["val_ce"].compute(), self.metrics["val_ce_orig"].compute()
         self.log_dict({"val/ppl": torch.exp(ce), "val/ppl_orig": torch.exp(ce_orig)})
         self._log_and_reset("val", ("loss", *TOKEN_METRICS, *CODE_METRICS))
+        self.log_distortion()
 
     def _log_and_reset(self, stage: str, names: tuple[str, ...]) -> None:
         for name in names:

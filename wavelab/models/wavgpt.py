@@ -33,6 +33,8 @@ from wavelab.models.lifting import LiftingDWT, band_index, resolve_levels
 from wavelab.models.quantize import check_value_bits, check_value_scale, fake_quantize, group_scales
 
 FILTER_INITS = ("dct_like", "lowpass", "uniform")
+# What codes the hidden states: the wavelet code of this file, or a baseline of baselines.py.
+CODERS = ("wavelet", "pca", "scalar")
 
 
 @dataclass
@@ -49,6 +51,8 @@ class WavGPTConfig:
     refine_heads: int = 4
     refine_ff: int | None = None  # None: 4 * d
     dropout: float = 0.0
+    coder: str = "wavelet"  # wavelet | pca | scalar (the baselines of baselines.py)
+    pca_rank: int = 16  # the pca coder's kept principal directions, in [1, d]
     kd_temperature: float = 2.0
     kd: str = "sparse"  # sparse: KL over the teacher's top kd_top_k + the rest; full: whole vocab
     kd_top_k: int = 64
@@ -94,6 +98,11 @@ class WavGPTConfig:
             raise ConfigError(f"model.refine_layers={self.refine_layers} is invalid: must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout} is invalid: must be in [0, 1)")
+        if self.coder not in CODERS:
+            raise ConfigError(f"model.coder={self.coder!r} is invalid: must be one of {CODERS}")
+        if not (isinstance(self.pca_rank, int) and self.pca_rank >= 1):
+            # Its upper bound, the encoder's width d, is checked where d is known (PCACore).
+            raise ConfigError(f"model.pca_rank={self.pca_rank!r} is invalid: must be an int >= 1")
         weights = self.loss_weights()
         for key, value in weights.items():
             if value < 0:
@@ -257,6 +266,34 @@ class Refiner(nn.Module):
         return h
 
 
+def build_refiner(cfg: WavGPTConfig, d: int) -> Refiner:
+    """The refiner every coder decodes through: same size for the wavelet code and the baselines."""
+    return Refiner(
+        d,
+        cfg.refine_layers,
+        cfg.refine_heads,
+        cfg.refine_ff or 4 * d,
+        cfg.dropout,
+        enabled=cfg.refine,
+    )
+
+
+def check_hidden_states(h: Tensor, mask: Tensor | None, d: int, block_size: int) -> Tensor:
+    """Raises ValueError unless h is (B, T <= block_size, d) with a (B, T) mask holding a real
+    token in every sample; returns the mask as bool (None: all real)."""
+    if h.dim() != 3 or h.shape[-1] != d:
+        raise ValueError(f"expected hidden states of shape (B, T, {d}), got {tuple(h.shape)}")
+    B, T, _ = h.shape
+    if T > block_size:
+        raise ValueError(f"sequence length T={T} exceeds model.block_size={block_size}")
+    mask = torch.ones(B, T, dtype=torch.bool, device=h.device) if mask is None else mask.bool()
+    if mask.shape != (B, T):
+        raise ValueError(f"expected a ({B}, {T}) attention mask, got {tuple(mask.shape)}")
+    if not mask.any(dim=1).all():
+        raise ValueError("every sample needs at least one real token (attention_mask is all 0)")
+    return mask
+
+
 @dataclass
 class WavGPTOutput:
     coeffs: Tensor  # (B, T, d) all lifting coefficients, layout of LiftingDWT
@@ -287,18 +324,11 @@ class WavGPTCore(nn.Module):
             init=cfg.filter_init,
             temperature=cfg.filter_temperature,
         )
-        self.refiner = Refiner(
-            d,
-            cfg.refine_layers,
-            cfg.refine_heads,
-            cfg.refine_ff or 4 * d,
-            cfg.dropout,
-            enabled=cfg.refine,
-        )
+        self.refiner = build_refiner(cfg, d)
 
     def forward(self, h: Tensor, mask: Tensor | None = None) -> WavGPTOutput:
         """h (B, T, d) hidden states, mask (B, T) of real tokens (None: all real)."""
-        mask = self._checked_mask(h, mask)
+        mask = check_hidden_states(h, mask, self.d, self.cfg.block_size)
         coeffs, kept, keep, k, ratio, scales = self.code(h, mask)
         h_hat = self.dwt.inverse(kept)
         return WavGPTOutput(coeffs, keep, kept, h_hat, self.refiner(h_hat, mask), k, ratio, scales)
@@ -311,7 +341,7 @@ class WavGPTCore(nn.Module):
         Returns coeffs (B, T, d), kept (B, T, d) at value_bits, keep (B, T, d) hard mask,
         k (B,), keep ratio (B,) and scales (B, G) (None at 16 bits), as in ``WavGPTOutput``.
         """
-        mask = self._checked_mask(h, mask)
+        mask = check_hidden_states(h, mask, self.d, self.cfg.block_size)
         coeffs = self.dwt(h * mask[..., None])
         kept, keep, k, ratio = self.filter(coeffs, mask, self.dwt.support_mask(mask))
         bits = self.cfg.value_bits
@@ -325,24 +355,6 @@ class WavGPTCore(nn.Module):
         scales = group_scales(kept, keep, groups, int(groups.max()) + 1)  # (B, G)
         per_step = scales[:, groups, None].to(kept.dtype)  # (B, T, 1)
         return coeffs, fake_quantize(kept, bits, per_step), keep, k, ratio, scales
-
-    def _checked_mask(self, h: Tensor, mask: Tensor | None) -> Tensor:
-        """Raises ValueError for a bad h or mask; returns the (B, T) bool mask."""
-        if h.dim() != 3 or h.shape[-1] != self.d:
-            raise ValueError(
-                f"expected hidden states of shape (B, T, {self.d}), got {tuple(h.shape)}"
-            )
-        B, T, _ = h.shape
-        if T > self.cfg.block_size:
-            raise ValueError(
-                f"sequence length T={T} exceeds model.block_size={self.cfg.block_size}"
-            )
-        mask = torch.ones(B, T, dtype=torch.bool, device=h.device) if mask is None else mask.bool()
-        if mask.shape != (B, T):
-            raise ValueError(f"expected a ({B}, {T}) attention mask, got {tuple(mask.shape)}")
-        if not mask.any(dim=1).all():
-            raise ValueError("every sample needs at least one real token (attention_mask is all 0)")
-        return mask
 
 
 def masked_mean(per_token: Tensor, mask: Tensor) -> Tensor:

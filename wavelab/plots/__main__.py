@@ -68,6 +68,11 @@ def run(cfg: DictConfig) -> list[Path]:
             f"ckpt_path={ckpt_path!r} is invalid: it holds a {type(module).__name__} (a "
             "language model), not a WavGPT checkpoint"
         )
+    if module.cfg.coder != "wavelet":
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} is invalid: its model.coder={module.cfg.coder!r} has no "
+            "wavelet bands to plot (the plots are the wavelet coder's)"
+        )
     source = {"path": str(cfg.text_file)} if cfg.text_file is not None else saved_corpus_keys(ckpt)
     data = WordPieceDataModule(
         tokenizer=module.hparams.encoder["name_or_path"],

@@ -1,0 +1,255 @@
+"""The rate–distortion study (issue 11 §3): the pca and scalar baseline coders, the distortion
+metrics, the text coders' reference rates and the frontier report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import assert_clean_error
+from tiny_encoder import TINY_VOCAB
+from wavgpt_checkpoint import tiny_module
+
+from wavelab.checkpoints import load_module
+from wavelab.errors import ConfigError
+from wavelab.models.baselines import PCACore, ScalarCore
+from wavelab.models.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
+from wavelab.models.wavgpt import WavGPTConfig
+from wavelab.run import train
+from wavelab.text_rates import reference_bits_per_token
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# --- distortion metrics on hand-made tensors -------------------------------------------------
+
+
+def test_mean_pool_and_cosine_count_real_tokens_only():
+    h = torch.tensor([[[1.0, 0.0], [3.0, 0.0], [100.0, 100.0]]])  # the last step is padding
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(mean_pool(h, mask), torch.tensor([[2.0, 0.0]]))
+    decoded = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [5.0, 5.0]]])  # orthogonal on real tokens
+    assert pooled_cosine(decoded, h, mask).item() == pytest.approx(0.0, abs=1e-7)
+    halfway = torch.tensor([[[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]])
+    assert pooled_cosine(halfway, h, mask).item() == pytest.approx(1 / math.sqrt(2))
+
+
+def test_exact_blocks_needs_every_real_token_and_ignores_padding():
+    ids = torch.tensor([[1, 2, 0], [1, 2, 0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
+    predicted = torch.tensor([[1, 2, 3], [1, 3, 0]])  # block 0: only padding wrong
+    logits = torch.nn.functional.one_hot(predicted, 4).float()
+    assert exact_blocks(logits.argmax(-1), ids, mask).tolist() == [1.0, 0.0]
+
+
+def test_recall_at_1():
+    torch.manual_seed(0)
+    original = torch.randn(16, 8)
+    assert recall_at_1(original.clone(), original).item() == 1.0
+    assert recall_at_1(original[[1, 0, *range(2, 16)]], original).item() == 14 / 16
+    same = torch.ones(4, 8)  # every block alike: no block can be told apart, none is recalled
+    assert recall_at_1(same, same).item() == 0.0
+
+
+def test_reference_rates_of_text_coders():
+    texts = ["to be or not to be"] * 8
+    rates = reference_bits_per_token(texts, n_tokens=8 * 8, vocab_size=1024)
+    assert rates["ids"] == 10.0
+    for name in ("lzma", "zlib", "bz2"):
+        # one compressor over the repetitive split beats eight separate blocks, headers and all
+        assert 0 < rates[f"{name}_split"] < rates[f"{name}_block"]
+    with pytest.raises(ValueError, match="n_tokens=0"):
+        reference_bits_per_token(texts, 0, 1024)
+
+
+# --- the baseline cores ----------------------------------------------------------------------
+
+
+def core_config(**overrides) -> WavGPTConfig:
+    return WavGPTConfig(block_size=16, refine_layers=1, refine_heads=2, **overrides)
+
+
+def test_pca_fits_the_principal_directions_and_refuses_to_run_unfitted():
+    torch.manual_seed(0)
+    core = PCACore(core_config(coder="pca", pca_rank=2, refine=False), d=6)
+    h = torch.randn(4, 16, 6) * torch.tensor([5.0, 0.1, 3.0, 0.1, 0.1, 0.1]) + 7.0
+    mask = torch.ones(4, 16, dtype=torch.bool)
+    mask[:, 12:] = False
+    with pytest.raises(RuntimeError, match="not fitted"):
+        core(h, mask)
+    h_padded = h.clone()
+    h_padded[:, 12:] = 1e6  # padding must not move the fit
+    core.fit(h_padded, mask)
+    assert core.fitted
+    assert core.mean == pytest.approx(h[:, :12].reshape(-1, 6).mean(0), abs=1e-5)
+    # The two high-variance axes, largest first, sign fixed positive.
+    assert core.basis.abs().argmax(0).tolist() == [0, 2]
+    assert (core.basis.gather(0, torch.tensor([[0, 2]])) > 0.99).all()
+    out = core(h, mask)
+    assert out.coeffs.shape == (4, 16, 2) and out.refined.shape == (4, 16, 6)
+    assert out.k.tolist() == [2 * 12] * 4 and out.keep_ratio[0].item() == pytest.approx(2 / 6)
+    assert torch.all(out.h_hat[:, 12:] == 0)
+    # What the projection loses is the low-variance axes: small against the signal.
+    error = (out.h_hat - h)[:, :12].pow(2).mean() / (h[:, :12] - core.mean).pow(2).mean()
+    assert error < 0.01
+
+
+def test_pca_rank_is_checked_against_the_encoder_width():
+    with pytest.raises(ConfigError, match=r"model.pca_rank=7 is invalid: .*d=6"):
+        PCACore(core_config(coder="pca", pca_rank=7), d=6)
+    with pytest.raises(ConfigError, match=r"model.pca_rank=0 is invalid"):
+        core_config(pca_rank=0)
+    with pytest.raises(ConfigError, match=r"model.coder='zip' is invalid: .*'wavelet', 'pca'"):
+        core_config(coder="zip")
+
+
+@pytest.mark.parametrize("bits", [4, 8, 16])
+def test_scalar_codes_every_coefficient_and_counts_its_bits(bits):
+    torch.manual_seed(0)
+    core = ScalarCore(core_config(coder="scalar", refine=False, value_bits=bits), d=8)
+    h = torch.randn(2, 16, 8, requires_grad=True)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[1, 10:] = False
+    out = core(h, mask)
+    assert out.k.tolist() == [16 * 8, 10 * 8]
+    # Per-token absmax scale: every value within half a quantization step (fp16 at 16 bits).
+    step = h.detach().abs().amax(-1, keepdim=True) / (2 ** (bits - 1) - 1)
+    tolerance = 1e-3 if bits == 16 else 0.5 * step * (1 + 2**-9)
+    real = mask[..., None]
+    assert torch.all(((out.h_hat - h).abs() <= tolerance) | ~real)
+    out.refined.sum().backward()  # straight-through: the identity's gradient on real tokens
+    assert torch.equal(h.grad, real.expand_as(h).float())
+    header = 100.0
+    scales = 0 if bits == 16 else 16 * 16
+    assert core.code_bits(out.k, header)[0].item() == header + 16 * 8 * bits + scales
+
+
+def test_pca_bits_are_header_values_and_one_scale_per_component():
+    core = PCACore(core_config(coder="pca", pca_rank=3, value_bits=4), d=8)
+    k = torch.tensor([3 * 10])  # 10 real tokens
+    assert core.code_bits(k, 50.0).item() == 50 + 30 * 4 + 3 * 16
+
+
+# --- through the real config, Lightning and the CLI ------------------------------------------
+
+
+@pytest.mark.parametrize("coder", ["pca", "scalar"])
+def test_baselines_train_through_the_config(make_cfg, coder):
+    cfg = make_cfg("model=wavgpt", f"model.coder={coder}", "model.pca_rank=4", "model.value_bits=8")
+    metrics = train(cfg)
+    for key in ("val/acc", "val/exact_blocks", "val/cosine", "val/recall_at_1", "train/loss"):
+        assert math.isfinite(metrics[key]), key
+    assert 0 <= metrics["val/exact_blocks"] <= metrics["val/exact_blocks_orig"] == 1.0
+    assert metrics["ref/ids_bits_per_token"] == pytest.approx(math.log2(len(TINY_VOCAB)))
+    d = 32  # the tiny encoder's width
+    values_per_token = {"pca": 4, "scalar": d}[coder]  # sent at 8 bits, plus header and scales
+    assert metrics["val/bits_per_token"] > 8 * values_per_token
+    if coder == "pca":
+        ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        state = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert state["core.fitted"] and state["core.basis"].shape == (d, 4)
+        module = load_module(str(ckpt))  # the basis comes back with the checkpoint
+        assert module.core.fitted and torch.equal(module.core.basis, state["core.basis"])
+
+
+def test_pca_fits_once_and_a_fitted_basis_is_kept(tiny_encoder_dir):
+    from wavgpt_checkpoint import blocks
+
+    module = tiny_module(tiny_encoder_dir, coder="pca", pca_rank=4)
+    module.fit_pca(_batches(blocks(8)))  # outside a Trainer: nothing to broadcast
+    basis = module.core.basis.clone()
+    assert module.core.fitted
+    state = module.state_dict()
+    fresh = tiny_module(tiny_encoder_dir, coder="pca", pca_rank=4)
+    assert not fresh.core.fitted
+    fresh.load_state_dict(state)
+    assert fresh.core.fitted and torch.equal(fresh.core.basis, basis)
+
+
+def _batches(items):
+    return [
+        {k: torch.stack([b[k] for b in items[i : i + 4]]) for k in items[0]}
+        for i in range(0, len(items), 4)
+    ]
+
+
+def test_the_codec_refuses_a_baseline(tiny_encoder_dir):
+    from wavelab.codec.api import WavGPTCodec
+
+    module = tiny_module(tiny_encoder_dir, coder="scalar")
+    with pytest.raises(ConfigError, match=r"model.coder='scalar'.*wavelet codes only"):
+        WavGPTCodec(module)
+
+
+@pytest.mark.parametrize(
+    ("override", "names"),
+    [
+        ("model.coder=zip", ["model.coder='zip'", "wavelet"]),
+        ("model.pca_rank=0", ["model.pca_rank=0"]),
+        ("model.pca_rank=33", ["model.pca_rank=33", "d=32"]),  # the tiny encoder's width
+    ],
+)
+def test_bad_coder_settings_are_one_clear_error(
+    entry, corpus_file, tiny_encoder_dir, override, names
+):
+    result = entry(
+        "run",
+        "model=wavgpt",
+        f"model.encoder.name_or_path={tiny_encoder_dir}",
+        f"data.path={corpus_file}",
+        "data.block_size=32",
+        "model.coder=pca",
+        override,
+    )
+    assert_clean_error(result, *names)
+
+
+# --- the frontier report ---------------------------------------------------------------------
+
+# (method, point) -> (bits per token, accuracy); seeds add +-0.01 to the accuracy
+FRONTIER = {
+    ("wavgpt", "r1"): (20.0, 0.30),
+    ("wavgpt", "r2"): (200.0, 0.60),
+    ("pca", "r1"): (22.0, 0.20),
+    ("pca", "r2"): (210.0, 0.40),
+}
+
+
+def test_frontier_report_on_a_sweep_of_methods_rates_and_seeds(tmp_path, entry):
+    sweep = tmp_path / "multiruns"
+    for num, ((method, point), (bits, acc)) in enumerate(FRONTIER.items()):
+        for seed in (1, 2, 3):
+            job = sweep / f"t{seed}" / str(num)  # one folder per command, as the study writes
+            (job / ".hydra").mkdir(parents=True)
+            overrides = [f"study_method={method}", f"study_point={point}", f"seed={seed}"]
+            (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+            (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed}))
+            metrics = {
+                "val/bits_per_token": bits,
+                "val/acc": acc + (seed - 2) / 100,
+                "val/acc_orig": 0.8,
+                "val/cosine": 0.9,
+                "ref/lzma_block_bits_per_token": 30.0,
+            }
+            (job / "metrics.json").write_text(json.dumps({"final": metrics, "best": metrics}))
+    result = entry(
+        "report",
+        str(sweep),
+        "x=val/bits_per_token",
+        "lines=study_method",
+        "metrics=[val/acc,val/cosine]",
+        "references=[ref/lzma_block_bits_per_token]",
+        "ceilings={val/acc:val/acc_orig,val/cosine:1}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = sweep / "report"
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("study_method,study_point,n,val/bits_per_token mean")
+    assert rows[1].startswith("pca,r1,3,22.0,0.0,0.2") and rows[4].startswith("wavgpt,r2,3,200.0")
+    assert "| ref/lzma_block_bits_per_token | 30 |" in (out / "report.md").read_text()
+    bad = entry("report", str(sweep), "x=val/bits_per_token", "lines=method")
+    assert_clean_error(bad, "lines=method", "study_method")
