@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from wavelab.data import cache
@@ -128,6 +129,8 @@ class WordPieceDataModule(ShardedDataModule):
         **source,
     ):
         super().__init__()
+        if isinstance(teacher, DictConfig):  # checkpoints hold plain data only (weights_only)
+            teacher = OmegaConf.to_container(teacher, resolve=True)
         self.save_hyperparameters(logger=False)
         self.source = CorpusSource.from_keys(source, type(self).__name__)
         if block_size < 4:
