@@ -91,3 +91,24 @@ def test_lightning_trains_exactly_what_the_bare_loop_trains(corpus_file, cache_d
     for (name, a), b, c in zip(bare.named_parameters(), lit.parameters(), init.parameters()):
         assert torch.equal(a, b), f"{name} differs between the bare loop and Lightning"
         assert not torch.equal(a, c), f"{name} never trained"
+
+
+def test_the_codec_bench_times_both_round_trips_on_the_same_texts(tiny_encoder_dir):
+    """``python -m wavelab.bench codec``: ours and the original procedure decode the same texts
+    (an untrained module, but both sides run the same core), and the figures add up."""
+    from wavelab.bench import codec
+
+    overrides = (
+        f"model.encoder.name_or_path={tiny_encoder_dir}",
+        "data.block_size=32",
+        "model.refine_layers=1",
+        "model.refine_heads=2",
+    )
+    settings = codec.Settings(texts=2, words=8, repeats=1, warmup=0, overrides=overrides)
+    result = codec.run(settings)
+    assert result["block_size"] == 32 and result["d"] == 32
+    assert result["same_text"] == 1.0
+    median = result["seconds_per_text"]
+    assert median["ours"] > 0 and median["reference"] > 0
+    assert result["speedup"] == median["reference"] / median["ours"]
+    assert "reference" in codec.format_table(result)
