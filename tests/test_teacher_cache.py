@@ -17,10 +17,39 @@ from wavgpt_helpers import small_config, tiny_batch, tiny_encoder
 
 from wavelab.data import teacher_cache
 from wavelab.errors import ConfigError
-from wavelab.models.distill import full_kl, sparse_kl, teacher_topk
+from wavelab.models.distill import TeacherTopK, full_kl, sparse_kd_and_ce, teacher_topk
 from wavelab.models.wavgpt import distillation_loss
 
 TAU = 2.0
+
+
+def sparse_kl(student: torch.Tensor, teacher: TeacherTopK, tau: float) -> torch.Tensor:
+    """(B, T) sparse KL by autograd-able formulas: the reference for the fused one."""
+    z = student / tau
+    log_q = z.gather(-1, teacher.idx) - torch.logsumexp(z, -1)[..., None]
+    log_q_rest = torch.log1p(-log_q.exp().sum(-1).clamp(max=1 - 1e-6))
+    p_rest = teacher.rest_logp.exp()
+    rest = torch.where(p_rest > 0, p_rest * (teacher.rest_logp - log_q_rest), 0.0)
+    return (teacher.logp.exp() * (teacher.logp - log_q)).sum(-1) + rest
+
+
+@pytest.mark.parametrize(("tau", "k"), [(2.0, 5), (2.0, 30), (1.0, 5), (3.0, 12)])
+def test_the_fused_sparse_kd_and_ce_match_autograd_in_value_and_gradient(tau, k):
+    torch.manual_seed(0)
+    teacher, ids = 3 * torch.randn(2, 6, 30), torch.randint(0, 30, (2, 6))
+    top = teacher_topk(teacher, k, tau, ids)
+    student = torch.randn(2, 6, 30, dtype=torch.float64).float().requires_grad_()
+    g_kl, g_ce = torch.randn(2, 6), torch.randn(2, 6)
+    kl_ref = sparse_kl(student.double(), top, tau)
+    ce_ref = torch.nn.functional.cross_entropy(
+        student.double().transpose(1, 2), ids, reduction="none"
+    )
+    (grad_ref,) = torch.autograd.grad((kl_ref * g_kl + ce_ref * g_ce).sum(), student)
+    kl, ce = sparse_kd_and_ce(student, top, tau, ids)
+    (grad,) = torch.autograd.grad((kl * g_kl + ce * g_ce).sum(), student)
+    torch.testing.assert_close(kl.double(), kl_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ce.double(), ce_ref, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(grad, grad_ref.float(), atol=1e-6, rtol=1e-5)
 
 
 def reference_topk(logits: torch.Tensor, k: int, tau: float):
@@ -56,7 +85,7 @@ def test_sparse_kd_equals_full_kd_and_its_gradient_when_k_covers_the_vocabulary(
     student = torch.randn(2, 6, 40, requires_grad=True)
     full = full_kl(student, teacher, TAU)
     (g_full,) = torch.autograd.grad(full.sum(), student)
-    sparse = sparse_kl(student, teacher_topk(teacher, 40, TAU, ids), TAU)
+    sparse, _ = sparse_kd_and_ce(student, teacher_topk(teacher, 40, TAU, ids), TAU, ids)
     (g_sparse,) = torch.autograd.grad(sparse.sum(), student)
     torch.testing.assert_close(sparse, full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g_sparse, g_full, atol=1e-6, rtol=1e-5)
@@ -75,7 +104,7 @@ def test_sparse_kd_is_the_exact_kl_of_the_coarsened_distributions(k):
     p_top, q_top = p.gather(-1, top.idx), q.gather(-1, top.idx)
     p_rest, q_rest = (p * ~in_top).sum(-1), (q * ~in_top).sum(-1)
     coarse = (p_top * (p_top / q_top).log()).sum(-1) + p_rest * (p_rest / q_rest).log()
-    sparse = sparse_kl(student, top, TAU)
+    sparse, _ = sparse_kd_and_ce(student, top, TAU, top.idx[..., 0])
     torch.testing.assert_close(sparse.double(), coarse, atol=2e-5, rtol=1e-4)
     assert (sparse <= full_kl(student, teacher, TAU) + 1e-5).all()
 

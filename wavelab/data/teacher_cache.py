@@ -12,7 +12,7 @@ cache stores, per block of a split, everything training needs from them:
     ce     (N, T)     the head's cross-entropy against the ids at tau = 1 (val/ce_orig)
 
 The log-normaliser at tau is folded into ``logp`` and ``rest``: with them, the KL over the top K
-plus the rest bucket is exact (``wavelab.models.distill.sparse_kl``).
+plus the rest bucket is exact (``wavelab.models.distill.sparse_kd_and_ce``).
 
 Layout: ``<cache_dir>/teacher/<token entry>-<key>/<split>_<array>.bin`` + ``meta.json``, beside
 the token cache (``wavelab.data.cache``), whose entry name already pins the corpus content, the

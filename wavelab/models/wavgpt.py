@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from wavelab.errors import ConfigError
-from wavelab.models.distill import KD_MODES, TeacherTopK, full_kl, sparse_kl
+from wavelab.models.distill import KD_MODES, TeacherTopK, full_kl, sparse_kd_and_ce
 from wavelab.models.lifting import LiftingDWT, band_index, resolve_levels
 from wavelab.models.quantize import check_value_bits, check_value_scale, fake_quantize, group_scales
 
@@ -391,12 +392,11 @@ def distillation_loss(
     """
     tau = cfg.kd_temperature
     sparse = isinstance(teacher, TeacherTopK)
-    kl = (
-        sparse_kl(student_logits, teacher, tau) if sparse else full_kl(student_logits, teacher, tau)
-    )
-    # CE = logsumexp - the target's logit: no (B, T, V) log-softmax kept for the backward.
-    target = student_logits.gather(-1, input_ids[..., None])[..., 0]
-    ce = torch.logsumexp(student_logits, dim=-1) - target  # (B, T)
+    if sparse:  # both terms in one fused pass over the vocabulary
+        kl, ce = sparse_kd_and_ce(student_logits, teacher, tau, input_ids)  # (B, T) each
+    else:
+        kl = full_kl(student_logits, teacher, tau)
+        ce = F.cross_entropy(student_logits.transpose(1, 2), input_ids, reduction="none")
     terms = {
         "kl": masked_mean(kl, attention_mask) * tau**2,
         "ce": masked_mean(ce, attention_mask),
