@@ -114,7 +114,7 @@ def check_values(cfg: DictConfig) -> None:
     check_number(cfg, "model.optimizer.lr", minimum=0, exclusive=True)
     check_number(cfg, "model.keep_ratio")  # its range is WavGPTConfig's to check
     if OmegaConf.select(cfg, "model.value_bits") is not None:  # WavGPT: before any data is cached
-        from wavelab.models.quantize import check_value_bits, check_value_scale
+        from wavelab.quantize import check_value_bits, check_value_scale
 
         check_value_bits(cfg.model.value_bits)
         check_value_scale(cfg.model.get("value_scale", "code"))

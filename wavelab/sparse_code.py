@@ -24,7 +24,7 @@ Binary format, version 3, little-endian:
     ...     P     positions, entropy-coded (``wavelab.position_coding``: per-band Rice codes)
     ...     V     values in position order: fp16 or fp32, or ceil(k * bits / 8) bytes of
                   integers q in [-L, L] (L = 127 or 7; int8, or 4-bit two's complement, high
-                  nibble first), value = q / L * scale of its group (``models.quantize``)
+                  nibble first), value = q / L * scale of its group (``wavelab.quantize``)
     ...     4     CRC32 of every byte before it
 
 Positions are flat indices t * d + c into the (T, d) coefficient array, in increasing order; the
@@ -59,7 +59,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wavelab.models.quantize import SCALE_BITS, dequantize, fp16_ceil, int_levels, quantize
 from wavelab.position_coding import (
     band_bounds,
     check_levels,
@@ -67,6 +66,7 @@ from wavelab.position_coding import (
     encode_positions,
     position_bits,
 )
+from wavelab.quantize import SCALE_BITS, dequantize, fp16_ceil, int_levels, quantize
 from wavelab.sparse_code_v2 import read_v2
 
 MAGIC = b"WAVC"

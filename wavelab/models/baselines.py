@@ -32,7 +32,6 @@ import torch.nn as nn
 from torch import Tensor
 
 from wavelab.errors import ConfigError
-from wavelab.models.quantize import SCALE_BITS, fake_quantize, group_scales
 from wavelab.models.wavgpt import (
     WavGPTConfig,
     WavGPTCore,
@@ -40,6 +39,7 @@ from wavelab.models.wavgpt import (
     build_refiner,
     check_hidden_states,
 )
+from wavelab.quantize import SCALE_BITS, fake_quantize, group_scales
 
 
 def quantize_groups(values: Tensor, keep: Tensor, bits: int) -> Tensor:

@@ -31,7 +31,7 @@ from torch import Tensor
 from wavelab.errors import ConfigError
 from wavelab.models.distill import KD_MODES, TeacherTopK, full_kl, sparse_kd_and_ce
 from wavelab.models.lifting import LiftingDWT, band_index, resolve_levels
-from wavelab.models.quantize import check_value_bits, check_value_scale, fake_quantize, group_scales
+from wavelab.quantize import check_value_bits, check_value_scale, fake_quantize, group_scales
 
 FILTER_INITS = ("dct_like", "lowpass", "uniform")
 # What codes the hidden states: the wavelet code of this file, or a baseline of baselines.py.
