@@ -154,7 +154,7 @@ def _quantized(values: np.ndarray, value_bits: int, scale: np.ndarray) -> np.nda
 
 
 def _dequantized(q: np.ndarray, value_bits: int, scale: np.ndarray) -> np.ndarray:
-    # the same torch float32 ops as models.quantize.round_values, so a code decodes to exactly
+    # the same torch float32 ops as wavelab.quantize.round_values, so a code decodes to exactly
     # what training's fake_quantize gave
     return dequantize(torch.from_numpy(q), value_bits, torch.from_numpy(scale)).numpy()
 
