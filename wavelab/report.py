@@ -177,6 +177,21 @@ def format_x_axis(ax, xs: list, numeric: bool, log_x: bool, categories: list[str
     ax.tick_params(axis="x", labelrotation=30)
 
 
+def panel_grid(plt, n_panels: int, columns: int, title_inches: float, sharex: bool = False):
+    """A grid of at most ``columns`` panels per row, one per metric: (figure, axes, columns)."""
+    ncols = min(columns, n_panels)
+    nrows = math.ceil(n_panels / ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows + title_inches),
+        sharex=sharex,
+        squeeze=False,
+        layout="constrained",
+    )
+    return fig, axes, ncols
+
+
 def plot(
     jobs: list[Job],
     x_key: str,
@@ -203,16 +218,7 @@ def plot(
     # Log scale once the values span a decade (learning rates, keep ratios); not for sizes.
     log_x = numeric and min(xs) > 0 and max(xs) / min(xs) >= 10
 
-    ncols = min(columns, len(metrics))
-    nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows + 0.6),
-        sharex=True,
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes, ncols = panel_grid(plt, len(metrics), columns, title_inches=0.6, sharex=True)
     series: dict[str, list] = {}
     for job, x in zip(jobs, xs):
         label = ", ".join(f"{k}={job.overrides.get(k)}" for k in series_keys)
@@ -445,15 +451,7 @@ def frontier(
     matplotlib.use("Agg")  # files only: no display on clusters and CI
     import matplotlib.pyplot as plt
 
-    ncols = min(columns, len(metrics))
-    nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows + 0.8),
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes, _ = panel_grid(plt, len(metrics), columns, title_inches=0.8)
     n_settings = len(settings) + 1  # the setting's keys and n come before the statistics
     by_line: dict[str, list] = {}  # rows are sorted by line, then x: each line runs left to right
     for row in summary:

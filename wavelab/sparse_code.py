@@ -67,7 +67,7 @@ from wavelab.position_coding import (
     position_bits,
 )
 from wavelab.quantize import SCALE_BITS, dequantize, fp16_ceil, int_levels, quantize
-from wavelab.sparse_code_v2 import read_v2
+from wavelab.sparse_code_v2 import check_length_and_crc, read_v2
 
 MAGIC = b"WAVC"
 VERSION = 3
@@ -508,14 +508,7 @@ class SparseCode:
             + position_bytes
             + value_bytes(k, value_bits)
         )
-        if len(data) != expected:
-            raise ValueError(
-                f"WavGPT code length mismatch: the header describes {expected} bytes, got "
-                f"{len(data)} (truncated, trailing bytes or corrupt header)"
-            )
-        (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-        if crc != zlib.crc32(data[: -_CRC.size]):
-            raise ValueError("WavGPT code checksum mismatch: the bytes are corrupt")
+        check_length_and_crc(data, expected)
         offset = _HEADER.size
         fingerprint = data[offset : offset + fp_len]
         offset += fp_len

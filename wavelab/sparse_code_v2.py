@@ -63,6 +63,19 @@ def _unpack_uints(data: bytes, k: int, width: int) -> np.ndarray:
     return bits.astype(np.int64) @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
 
 
+def check_length_and_crc(data: bytes, expected: int) -> None:
+    """The container checks of every version: the length the header describes, then the CRC32
+    (the last 4 bytes) of every byte before it. Raises ValueError."""
+    if len(data) != expected:
+        raise ValueError(
+            f"WavGPT code length mismatch: the header describes {expected} bytes, got "
+            f"{len(data)} (truncated, trailing bytes or corrupt header)"
+        )
+    (crc,) = CRC.unpack_from(data, len(data) - CRC.size)
+    if crc != zlib.crc32(data[: -CRC.size]):
+        raise ValueError("WavGPT code checksum mismatch: the bytes are corrupt")
+
+
 def read_v2(data: bytes, check_shape) -> V2Fields:
     """Parse a v2 code; ``check_shape(T, d)`` runs before anything of size T·d is allocated.
     Raises ValueError for anything corrupt, non-finite values included."""
@@ -78,14 +91,7 @@ def read_v2(data: bytes, check_shape) -> V2Fields:
     position_bytes = -(-k * width // 8) if use_gaps else -(-T * d // 8)
     value_bytes = k * _DTYPE_BYTES[value_dtype]
     expected = overhead + fp_len + position_bytes + value_bytes
-    if len(data) != expected:
-        raise ValueError(
-            f"WavGPT code length mismatch: the header describes {expected} bytes, got "
-            f"{len(data)} (truncated, trailing bytes or corrupt header)"
-        )
-    (crc,) = CRC.unpack_from(data, len(data) - CRC.size)
-    if crc != zlib.crc32(data[: -CRC.size]):
-        raise ValueError("WavGPT code checksum mismatch: the bytes are corrupt")
+    check_length_and_crc(data, expected)
     offset = HEADER.size
     fingerprint = data[offset : offset + fp_len]
     offset += fp_len
