@@ -59,10 +59,13 @@ class WavGPTCodec:
         self,
         module: WavGPTModule,
         tokenizer=None,
-        batch_size: int = 32,
+        batch_size: int = 16,
     ) -> None:
         """Codes carry their values at the module's ``value_bits`` and ``value_scale``: what
-        its refiner was trained to decode."""
+        its refiner was trained to decode. ``batch_size``: texts per forward. On a CPU thread
+        the cost per text hardly depends on it (encode 4-6 ms, decode 36-40 ms per 60-word
+        text at B = 1..64, MiniLM, T=256: decode runs at the real tokens only); 16 keeps the
+        (B, T, V) logits chunk of decoding near 500 MB."""
         # transformers: imported only once a model is at hand, so `--help` stays fast
         from wavelab.models.encoder import load_tokenizer, weights_fingerprint
 
