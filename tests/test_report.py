@@ -13,7 +13,8 @@ import struct
 import pytest
 import yaml
 
-from wavelab.report import PANEL_INCHES, format_x_axis, report
+from wavelab.errors import ConfigError
+from wavelab.report import PANEL_INCHES, format_x_axis, load_jobs, read_curve, report
 
 # (model, seed) -> final val/loss of a made-up 2 x 3 sweep
 LOSSES = {
@@ -155,3 +156,25 @@ def test_learning_rate_ticks_are_few_short_and_only_major(tmp_path):
     boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text() in labels]
     assert not any(a.overlaps(b) for a, b in itertools.pairwise(boxes))
     plt.close(fig)
+
+
+def test_learning_curves_read_each_jobs_csv_log(seed_sweep, caplog):
+    """``curves``: one line per job from its csv/metrics.csv; a job without a log is named."""
+    for num, loss in enumerate(LOSSES.values()):
+        if num == 0:
+            continue  # this job wrote no csv log
+        log_dir = seed_sweep / str(num) / "csv"
+        log_dir.mkdir()
+        rows = ["step,val/loss,val/acc"] + [f"{s},{loss + 1 / s}," for s in (10, 20, 30)]
+        rows.append("30,,0.5")
+        (log_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="wavelab.report"):
+        paths = report(seed_sweep, curves=["val/loss", "val/acc"])
+    assert png_size(paths["curves"])[0] > 0
+    assert f"no learning curve for {seed_sweep / '0'}" in caplog.text
+    job = next(j for j in load_jobs(seed_sweep) if j.dir == seed_sweep / "1")
+    loss = LOSSES[("gpt", 2)]
+    assert read_curve(job, "val/loss") == ([10.0, 20.0, 30.0], [loss + 1 / s for s in (10, 20, 30)])
+    assert read_curve(job, "val/acc") == ([30.0], [0.5])
+    with pytest.raises(ConfigError, match="curves=val/nope is invalid"):
+        report(seed_sweep, curves=["val/nope"], overwrite=True)

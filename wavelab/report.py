@@ -313,9 +313,11 @@ def report(
     lines: str | None = None,
     references: list[str] | None = None,
     ceilings: dict[str, str | float] | None = None,
+    curves: list[str] | None = None,
 ) -> dict[str, Path]:
     """Writes the report of ``sweep_dir``; returns the paths written (csv, markdown, plot and,
-    with repeats, summary). Raises ConfigError naming the key for any bad argument."""
+    with repeats, summary; ``curves``: the learning curves too). Raises ConfigError naming the
+    key for any bad argument."""
     if sweep_dir is None:
         raise ConfigError(
             "sweep_dir=null is invalid: name a multirun dir, e.g. logs/train/multiruns/<time>"
@@ -337,6 +339,7 @@ def report(
     check_known("metrics", list(metrics or []), logged)
     check_known("baseline", [baseline] if baseline else [], logged)
     check_known("baseline_on", list(baseline_on or []), set(metrics or logged))
+    check_known("curves", list(curves or []), logged)
     varying = varying_keys(jobs)
     if x in logged:
         check_known("references", list(references or []), logged)
@@ -351,9 +354,12 @@ def report(
             )
         out = free_dir(Path(out_dir) if out_dir else sweep_dir / "report", overwrite)
         settings = [k for k in varying if k != repeats]
-        return frontier(
+        paths = frontier(
             jobs, x, settings, lines, metrics, references, ceilings, which, out, columns
         )
+        if curves:
+            paths["curves"] = learning_curves(jobs, curves, lines, out / "curves.png", columns)
+        return paths
     if x is not None and all(j.param(x) is None for j in jobs):
         raise ConfigError(
             f"x={x} is invalid: no job sets it; keys that differ between jobs: "
@@ -406,7 +412,55 @@ def report(
     paths["plot"] = plot(
         jobs, x, series_keys, metrics, baseline, baseline_on, which, out / "report.png", columns
     )
+    if curves:
+        paths["curves"] = learning_curves(jobs, curves, x, out / "curves.png", columns)
     return paths
+
+
+def read_curve(job: Job, metric: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of ``metric`` in the job's csv/metrics.csv; empty without one."""
+    path = job.dir / "csv" / "metrics.csv"
+    if not path.is_file():
+        log.warning("no learning curve for %s: %s is missing", job.dir, path)
+        return [], []
+    steps, values = [], []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get(metric) not in (None, ""):
+                steps.append(float(row["step"]))
+                values.append(float(row[metric]))
+    return steps, values
+
+
+def learning_curves(
+    jobs: list[Job], metrics: list[str], color_by: str | None, path: Path, columns: int
+) -> Path:
+    """curves.png: each metric against the training step, one line per job (from the CSV log
+    each job wrote), one colour per value of ``color_by`` (a swept key; None: one colour). It
+    shows whether a job's metric had levelled off when it stopped."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on clusters and CI
+    import matplotlib.pyplot as plt
+
+    fig, axes, _ = panel_grid(plt, len(metrics), columns, title_inches=0.8)
+    label_of = {id(j): str(j.param(color_by)) if color_by else "jobs" for j in jobs}
+    labels = sorted(set(label_of.values()))
+    colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+    for ax, metric in zip(axes.flat, metrics):
+        for job in jobs:
+            steps, values = read_curve(job, metric)
+            ax.plot(steps, values, color=colors[label_of[id(job)]], alpha=0.7, linewidth=1)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("step")
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.set_visible(False)
+    handles = [plt.Line2D([], [], color=colors[label]) for label in labels]
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6))
+    fig.suptitle(f"learning curves of {len(jobs)} jobs" + (f", by {color_by}" if color_by else ""))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def frontier(
@@ -450,6 +504,7 @@ def frontier(
 
     matplotlib.use("Agg")  # files only: no display on clusters and CI
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     fig, axes, _ = panel_grid(plt, len(metrics), columns, title_inches=0.8)
     n_settings = len(settings) + 1  # the setting's keys and n come before the statistics
@@ -480,6 +535,9 @@ def frontier(
             ax.axhline(ceiling, color="gray", linestyle="--", label="ceiling (per panel)")
             ax.annotate(f"{ceiling:.3g}", (0, ceiling), xycoords=("axes fraction", "data"))
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(NullLocator())  # minor labels of a log axis overlap
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5), numticks=8))
+        ax.xaxis.set_major_formatter(FuncFormatter(tick_label))
         ax.set_title(metric, fontsize="medium")
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
@@ -523,6 +581,7 @@ def report_entry(cfg: DictConfig) -> None:
         lines=cfg.lines,
         references=as_list(cfg.references),
         ceilings=OmegaConf.to_container(cfg.ceilings) if cfg.ceilings else None,
+        curves=as_list(cfg.curves),
     )
     print(paths["markdown"].read_text())
     for path in paths.values():
