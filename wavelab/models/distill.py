@@ -97,7 +97,8 @@ class _SparseKDAndCE(torch.autograd.Function):
     def forward(
         ctx, z: Tensor, idx: Tensor, logp: Tensor, rest_logp: Tensor, ids: Tensor, tau: float
     ):
-        z = z.detach()
+        ctx.logits_dtype = z.dtype
+        z = z.detach().float()  # softmaxes in float32, also under bf16/fp16 autocast
         peak = z.amax(dim=-1, keepdim=True)  # (B, T, 1)
         e = torch.add(-peak / tau, z, alpha=1 / tau).exp_()  # (B, T, V) in (0, 1]
         s_tau = e.sum(-1)  # (B, T); float32 sums are exact enough and ~10x faster than float64
@@ -128,8 +129,8 @@ class _SparseKDAndCE(torch.autograd.Function):
         q_top = e.gather(-1, idx) / s_tau[..., None]
         top = g_kl[..., None] * ((q_top * (1.0 - c[..., None]) - p_top) / tau)
         grad.scatter_add_(-1, idx, top)
-        grad.scatter_add_(-1, ids[..., None], -g_ce[..., None])
-        return grad, None, None, None, None, None
+        grad.scatter_add_(-1, ids[..., None], -g_ce[..., None].float())
+        return grad.to(ctx.logits_dtype), None, None, None, None, None
 
 
 def sparse_kd_and_ce(
