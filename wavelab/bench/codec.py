@@ -10,7 +10,8 @@ both sides. One round trip is, per text (B=1):
 
     ours        ``WavGPTCodec.encode_hidden`` (lifting, filter, quantization), ``to_bytes``,
                 ``from_bytes``, ``WavGPTCodec.decode`` (inverse, refiner and head at the real
-                tokens only, tokenizer)
+                tokens only, the head's argmax through the exact int8 screen of
+                ``ScreenedArgmax``, tokenizer)
     reference   the original repository's embed/decode procedure (samarth-kadaba/WavGPT,
                 src/wavgpt/embed/embeddings.py), re-implemented on our core: embed runs the
                 whole core, refiner included, and keeps the kept coefficients as (k, 2) indices

@@ -224,10 +224,7 @@ class WavGPTCodec:
         # Chunked: the logits (rows, vocab) are the largest tensor of the pipeline.
         rows = self.batch_size * self.block_size
         best = torch.cat(
-            [
-                self.module.encoder.logits(states[i : i + rows]).argmax(-1)
-                for i in range(0, len(states), rows)
-            ]
+            [self.module.encoder.argmax(states[i : i + rows]) for i in range(0, len(states), rows)]
         )
         ids = torch.zeros(real.shape, dtype=torch.long, device=h.device)
         ids[real] = best

@@ -41,6 +41,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from wavelab.errors import ConfigError
+from wavelab.models.screened_argmax import ScreenedArgmax
 
 PACKAGED_PREFIX = "packaged:"
 # packaged name -> (import name, pip name) of the package that ships it under <package>/model
@@ -191,6 +192,7 @@ class FrozenEncoder(nn.Module):
         self.layer = layer
         self.model = model.eval().requires_grad_(False)
         self.fingerprint = weights_fingerprint(model)
+        self._screen: ScreenedArgmax | None = None  # built on the first tied argmax on CPU
         # A hub download knows its commit; local copies are identified by their content.
         self.revision: str = getattr(model.config, "_commit_hash", None) or self.fingerprint
         self.register_state_dict_post_hook(_drop_hf_weights)
@@ -222,6 +224,19 @@ class FrozenEncoder(nn.Module):
         if self.head == "mlm":
             return _mlm_head(self.model)(h)
         return h @ self.model.get_input_embeddings().weight.T
+
+    @torch.no_grad()
+    def argmax(self, h: Tensor) -> Tensor:
+        """(N, d) -> (N,) the head's top token at each state, as ``logits(h).argmax(-1)``.
+
+        The tied head on a CPU skips the (N, V) fp32 logits: ``ScreenedArgmax`` bounds every
+        score with an int8 product and scores only the few tokens that could win, exactly.
+        """
+        if self.head != "tied" or h.device.type != "cpu" or h.dtype != torch.float32:
+            return self.logits(h).argmax(-1)
+        if self._screen is None:
+            self._screen = ScreenedArgmax(self.model.get_input_embeddings().weight)
+        return self._screen(h)
 
     def get_extra_state(self) -> dict[str, str]:
         return {
