@@ -20,7 +20,9 @@ both sides. One round trip is, per text (B=1):
                 argmax of the real tokens through the tokenizer. It never serializes.
 
 The two run interleaved (ours, reference, next text), timed in process CPU time (user + sys),
-so other processes on a shared machine add little; medians over rounds, then over texts.
+so other processes on a shared machine add little; medians over rounds, then over texts. Two
+stages of ours are timed beside them on each text's own inputs: the refiner, and the head
+(``FrozenEncoder.argmax``, what decode runs, against the fp32 logits' argmax).
 """
 
 from __future__ import annotations
@@ -106,6 +108,17 @@ def reference(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> str:
     return reference_decode(codec, reference_embed(codec, h, mask))
 
 
+@torch.inference_mode()
+def decoder_inputs(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> dict:
+    """What our decoder's refiner and head read for this text: the inverse transform at the real
+    tokens, (1, n, d) with its mask, and the refined states, (n, d)."""
+    n = int(mask.sum())
+    (code,) = codec.encode_hidden(h, mask)
+    inverse = codec.module.core.dwt.inverse(torch.from_numpy(SparseCode.batch_to_dense([code])))
+    states, real = codec.hidden([code])
+    return {"refiner": (inverse[:, :n], mask[:, :n]), "head": states[real.bool()]}
+
+
 def cpu_seconds(fn, *args) -> tuple[float, str]:
     start = time.process_time()
     result = fn(*args)
@@ -124,16 +137,27 @@ def run(settings: Settings) -> dict:
     ids, mask = codec.tokenize(corpus_texts(settings.texts, settings.words))
     with torch.inference_mode():  # the frozen encoder, left out of the timings
         hidden = [(module.encoder.hidden(i[None], m[None]), m[None]) for i, m in zip(ids, mask)]
-    seconds = {"ours": [[] for _ in hidden], "reference": [[] for _ in hidden]}
+    inputs = [decoder_inputs(codec, h, m) for h, m in hidden]
+    encoder = module.encoder
+    timed = {
+        "ours": lambda i: ours(codec, *hidden[i]),
+        "reference": lambda i: reference(codec, *hidden[i]),
+        "refiner": lambda i: module.core.refiner(*inputs[i]["refiner"]),
+        "head_argmax": lambda i: encoder.argmax(inputs[i]["head"]),
+        "head_logits": lambda i: encoder.logits(inputs[i]["head"]).argmax(-1),
+    }
+    seconds = {name: [[] for _ in hidden] for name in timed}
     same_text = []
-    for round_ in range(settings.warmup + settings.repeats):
-        for i, (h, m) in enumerate(hidden):
-            t_ours, text_ours = cpu_seconds(ours, codec, h, m)
-            t_ref, text_ref = cpu_seconds(reference, codec, h, m)
-            if round_ >= settings.warmup:
-                seconds["ours"][i].append(t_ours)
-                seconds["reference"][i].append(t_ref)
-                same_text.append(text_ours == text_ref)
+    with torch.inference_mode():
+        for round_ in range(settings.warmup + settings.repeats):
+            for i in range(len(hidden)):
+                results = {}
+                for name, fn in timed.items():
+                    elapsed, results[name] = cpu_seconds(fn, i)
+                    if round_ >= settings.warmup:
+                        seconds[name][i].append(elapsed)
+                if round_ >= settings.warmup:
+                    same_text.append(results["ours"] == results["reference"])
     per_text = {name: [statistics.median(s) for s in rows] for name, rows in seconds.items()}
     median = {name: statistics.median(values) for name, values in per_text.items()}
     return {
@@ -164,6 +188,8 @@ def format_table(result: dict) -> str:
             f"  ours       {1e3 * s['ours']:9.2f} ms",
             f"  reference  {1e3 * s['reference']:9.2f} ms   (original repository's procedure)",
             f"  speedup    {result['speedup']:9.1f}x   (target {TARGET_SPEEDUP:g}x: {verdict})",
+            f"  ours' refiner {1e3 * s['refiner']:.2f} ms and head {1e3 * s['head_argmax']:.2f} ms "
+            f"(the head as fp32 logits' argmax: {1e3 * s['head_logits']:.2f} ms)",
             f"  same decoded text in {100 * result['same_text']:.0f}% of round trips",
             load_line(result["env"]),
         ]
