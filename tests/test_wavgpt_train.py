@@ -64,6 +64,30 @@ def test_baselines_train(make_cfg, baseline):
     assert math.isfinite(metrics["train/loss"])
 
 
+def test_the_learned_lifting_can_learn_slower(make_cfg):
+    from wavelab.config import instantiate
+
+    def groups(*overrides):
+        module = instantiate(make_cfg("model=wavgpt", "model.optimizer.lr=0.002", *overrides).model)
+        names = {id(p): n for n, p in module.core.named_parameters()}
+        optimizer = module.configure_optimizers()["optimizer"]
+        # initial_lr: the peak that the schedule scales (lr is already its first step's)
+        return [
+            (g["initial_lr"], sorted(names[id(p)] for p in g["params"]))
+            for g in optimizer.param_groups
+        ]
+
+    default = groups()
+    assert len(default) == 2 and {lr for lr, _ in default} == {0.002}
+    slower = groups("model.lifting_lr_scale=0.1")
+    assert len(slower) == 3 and slower[2][0] == pytest.approx(0.0002)
+    lifting = [n for _, names in default for n in names if n.startswith("dwt.")]
+    assert lifting and slower[2][1] == sorted(lifting)
+    assert sorted(n for _, names in slower for n in names) == sorted(
+        n for _, names in default for n in names
+    )
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -78,6 +102,7 @@ def test_baselines_train(make_cfg, baseline):
             r"model.encoder.name_or_path='/no/such/encoder'",
         ),
         (["+model.keep_ratioo=0.5"], r"model.keep_ratioo is not a WavGPT option"),
+        (["model.lifting_lr_scale=0"], r"model.lifting_lr_scale=0.* is invalid: must be > 0"),
     ],
 )
 def test_bad_configs_give_clear_errors(make_cfg, overrides, match):

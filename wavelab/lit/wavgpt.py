@@ -350,17 +350,24 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         # importances would pull them away from Haar and from the learned selection.
         trainable = {n: p for n, p in self.core.named_parameters() if p.requires_grad}
         decay = [p for n, p in trainable.items() if n.startswith("refiner.") and p.dim() >= 2]
-        decay_ids = {id(p) for p in decay}
+        # The learned lifting gets its own learning rate when model.lifting_lr_scale != 1 (at 1
+        # the groups stay as they were, so older checkpoints' optimizer states still load).
+        scale = self.cfg.lifting_lr_scale
+        lifting = [p for n, p in trainable.items() if n.startswith("dwt.")] if scale != 1 else []
+        grouped = {id(p) for p in decay + lifting}
         groups = [
             {
                 "params": decay,
                 "weight_decay": float(self.hparams.optimizer.get("weight_decay", 0.0)),
             },
             {
-                "params": [p for p in trainable.values() if id(p) not in decay_ids],
+                "params": [p for p in trainable.values() if id(p) not in grouped],
                 "weight_decay": 0.0,
             },
         ]
+        if lifting:
+            lr = scale * float(self.hparams.optimizer["lr"])
+            groups.append({"params": lifting, "weight_decay": 0.0, "lr": lr})
         # self._trainer: None outside a Trainer (the bench)
         optimizer = build_optimizer(self.hparams.optimizer, groups, self._trainer)
         return {

@@ -44,6 +44,7 @@ class WavGPTConfig:
     levels: int | None = None  # None: as many as block_size allows
     keep_ratio: float = 1 / 16
     learnable_lifting: bool = True  # False: fixed orthonormal Haar
+    lifting_lr_scale: float = 1.0  # the learned lifting's learning rate, relative to the rest
     filter_learned: bool = True  # False: plain top-|coef| baseline
     filter_init: str = "dct_like"  # dct_like | lowpass | uniform
     filter_temperature: float = 0.25  # initial soft-mask temperature, relative to the mean score
@@ -78,6 +79,7 @@ class WavGPTConfig:
             "filter_temperature": self.filter_temperature,
             "kd_temperature": self.kd_temperature,
             "refine_heads": self.refine_heads,
+            "lifting_lr_scale": self.lifting_lr_scale,
         }
         if self.refine_ff is not None:
             positive["refine_ff"] = self.refine_ff
