@@ -77,14 +77,14 @@ def test_the_learned_lifting_can_learn_slower(make_cfg):
             for g in optimizer.param_groups
         ]
 
-    default = groups()
-    assert len(default) == 2 and {lr for lr, _ in default} == {0.002}
-    slower = groups("model.lifting_lr_scale=0.1")
+    same = groups("model.lifting_lr_scale=1")  # as before the key existed
+    assert len(same) == 2 and {lr for lr, _ in same} == {0.002}
+    slower = groups()  # conf/model/wavgpt.yaml: 0.1
     assert len(slower) == 3 and slower[2][0] == pytest.approx(0.0002)
-    lifting = [n for _, names in default for n in names if n.startswith("dwt.")]
+    lifting = [n for _, names in same for n in names if n.startswith("dwt.")]
     assert lifting and slower[2][1] == sorted(lifting)
     assert sorted(n for _, names in slower for n in names) == sorted(
-        n for _, names in default for n in names
+        n for _, names in same for n in names
     )
 
 
