@@ -12,8 +12,8 @@ token of the vocabulary loses by a wide margin, so it is enough to know a bound 
 
    an upper bound U_tv on every score from the integer product.
 3. Any exact score is a lower bound on the row's maximum; take the token whose bound is highest.
-   Every token with U_tv below it can not be the argmax. The survivors (a handful per row for
-   MiniLM's refined states) are scored exactly in fp32.
+   Every token with U_tv below it can not be the argmax. The survivors (a small fraction of the
+   vocabulary for MiniLM's states) are scored exactly in fp32.
 
 The result is the exact argmax up to fp32 rounding (two fp32 sums of the same products in another
 order differ by ~1e-7 of their magnitude, so a tie that close may break either way, as it would
