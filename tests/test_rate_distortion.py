@@ -142,6 +142,9 @@ def test_baselines_train_through_the_config(make_cfg, coder):
     metrics = train(cfg)
     for key in ("val/acc", "val/exact_blocks", "val/cosine", "val/recall_at_1", "train/loss"):
         assert math.isfinite(metrics[key]), key
+    for key in ("val/cosine_unrefined", "val/recall_at_1_unrefined"):
+        assert 0 <= metrics[key] <= 1 + 1e-6, key
+    assert metrics["val/cosine_unrefined"] != metrics["val/cosine"]  # read before the refiner
     assert 0 <= metrics["val/exact_blocks"] <= metrics["val/exact_blocks_orig"] == 1.0
     assert metrics["ref/ids_bits_per_token"] == pytest.approx(math.log2(len(TINY_VOCAB)))
     d = 32  # the tiny encoder's width
@@ -153,6 +156,16 @@ def test_baselines_train_through_the_config(make_cfg, coder):
         assert state["core.fitted"] and state["core.basis"].shape == (d, 4)
         module = load_module(str(ckpt))  # the basis comes back with the checkpoint
         assert module.core.fitted and torch.equal(module.core.basis, state["core.basis"])
+
+
+def test_without_a_refiner_both_embeddings_are_the_inverse_transforms(make_cfg):
+    """model.refine=false decodes the code by the inverse transform alone, so the embedding read
+    before the refiner (*_unrefined) must be the very one read after it; the embedding loss
+    trains through that path too."""
+    metrics = train(make_cfg("model=wavgpt", "model.refine=false", "model.embedding_weight=1.0"))
+    assert metrics["val/cosine_unrefined"] == metrics["val/cosine"] < 1
+    assert metrics["val/recall_at_1_unrefined"] == metrics["val/recall_at_1"]
+    assert metrics["val/acc_unrefined"] == metrics["val/acc"]
 
 
 def test_pca_fits_once_and_a_fitted_basis_is_kept(tiny_encoder_dir):

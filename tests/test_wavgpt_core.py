@@ -186,6 +186,34 @@ def test_mse_terms_need_their_tensors():
     assert math.isclose(terms["hidden_mse"].item(), 1.0) and terms["approx_mse"].item() == 0.0
 
 
+def test_embedding_term_anchors_the_pooled_embedding_only():
+    h = torch.randn(2, 8, 4)
+    logits, ids = torch.randn(2, 8, 5), torch.zeros(2, 8, dtype=torch.long)
+    mask = torch.ones(2, 8)
+    mask[1, 5:] = 0
+    cfg = WavGPTConfig(block_size=8, kl_weight=0.0, ce_weight=0.0, embedding_weight=2.0)
+    with pytest.raises(ValueError, match=r"model\.embedding_weight=2\.0 needs"):
+        distillation_loss(logits, logits, ids, mask, cfg)
+
+    def embedding_loss(refined):
+        total, terms = distillation_loss(logits, logits, ids, mask, cfg, refined, h)
+        torch.testing.assert_close(total, 2 * terms["embedding"])
+        return terms["embedding"]
+
+    # the pooled direction is all it sees: scaled states, and states that differ from h but
+    # keep each block's mean, cost nothing; the opposite embedding costs the most, 1 - (-1)
+    swapped = h.clone()
+    swapped[:, [0, 1]] = h[:, [1, 0]]  # two real tokens trade places in both blocks
+    assert embedding_loss(3 * h).abs() < 1e-6 and embedding_loss(swapped).abs() < 1e-6
+    torch.testing.assert_close(embedding_loss(-h), torch.tensor(2.0))
+    # padding is ignored
+    padded = torch.where(mask[..., None].bool(), h, torch.randn_like(h))
+    assert embedding_loss(padded).abs() < 1e-6
+    # a mean over blocks: one block turned around costs half
+    one_turned = torch.cat([h[:1], -h[1:]])
+    torch.testing.assert_close(embedding_loss(one_turned), torch.tensor(1.0))
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -201,6 +229,7 @@ def test_mse_terms_need_their_tensors():
         ({"dropout": 1.0}, r"model\.dropout=1\.0 is invalid"),
         ({"kl_weight": 0, "ce_weight": 0}, r"at least one loss weight"),
         ({"ce_weight": -1}, r"model\.ce_weight=-1 is invalid: must be >= 0"),
+        ({"embedding_weight": -0.5}, r"model\.embedding_weight=-0\.5 is invalid: must be >= 0"),
         ({"kd": "dense"}, r"model\.kd='dense' is invalid: must be one of \('sparse', 'full'\)"),
         ({"kd_top_k": 0}, r"model\.kd_top_k=0 is invalid: must be an integer >= 1"),
         ({"logits_mse_weight": 1.0}, r"model\.logits_mse_weight=1\.0 needs .* model\.kd=full"),

@@ -61,8 +61,10 @@ def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
 
 
 # Distortion metrics averaged over validation blocks (models/distortion.py); the *_orig ones are
-# the frozen head on the untouched states, the teacher's ceiling.
-BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine")
+# the frozen head on the untouched states, the teacher's ceiling. The embedding is read two ways
+# from one code: from the refined states (cosine, recall_at_1), and from the inverse transform
+# alone (*_unrefined), the states before the refiner that KD and CE train for the head only.
+BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine", "cosine_unrefined")
 # Real training tokens whose hidden states fit the pca coder's basis.
 PCA_FIT_TOKENS = 100_000
 
@@ -114,7 +116,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         )
         self.val_loss_best = MinMetric()
         self.block_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in BLOCK_METRICS})
-        self._pooled: list[tuple[Tensor, Tensor]] = []  # (decoded, original) embeddings
+        self._pooled: list[tuple[Tensor, ...]] = []  # (refined, unrefined, original) embeddings
         self._val_blocks: list[tuple[Tensor, Tensor]] = []  # (input_ids, attention_mask)
         self._reference_rates: dict[str, float] | None = None  # the same blocks every epoch
 
@@ -257,26 +259,29 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         for name, value in per_code.items():
             self.metrics[f"{stage}_{name}"].update(value.float())
         if stage == "val":
-            self.update_distortion(ids, mask, h, out.refined, student, teacher)
+            self.update_distortion(ids, mask, h, out, student, teacher)
         return loss
 
     @torch.no_grad()
-    def update_distortion(self, ids, mask, h, refined, student, teacher) -> None:
+    def update_distortion(self, ids, mask, h, out: WavGPTOutput, student, teacher) -> None:
         """Accumulates the validation blocks' distortion: per-block means, and the pooled
         embeddings and ids that ``on_validation_epoch_end`` needs all of."""
         blocks = {
             "exact_blocks": exact_blocks(student.argmax(-1), ids, mask),
             "exact_blocks_orig": exact_blocks(teacher_argmax(teacher), ids, mask),
-            "cosine": pooled_cosine(refined, h, mask),
+            "cosine": pooled_cosine(out.refined, h, mask),
+            "cosine_unrefined": pooled_cosine(out.h_hat, h, mask),
         }
         for name, value in blocks.items():
             self.block_metrics[name].update(value.float())
-        self._pooled.append((mean_pool(refined, mask).float(), mean_pool(h, mask).float()))
+        self._pooled.append(
+            tuple(mean_pool(states, mask).float() for states in (out.refined, out.h_hat, h))
+        )
         if self._reference_rates is None:
             self._val_blocks.append((ids, mask))
 
     def log_distortion(self) -> None:
-        """val/exact_blocks, val/cosine, val/recall_at_1 over ALL validation blocks (gathered
+        """val/exact_blocks, val/cosine*, val/recall_at_1* over ALL validation blocks (gathered
         from every rank) and the text coders' reference rates (ref/*) on the same blocks."""
         for name, metric in self.block_metrics.items():
             if metric.update_called:
@@ -284,8 +289,11 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             metric.reset()
         if not self._pooled:
             return
-        decoded, original = (self.gather_blocks(torch.cat(part)) for part in zip(*self._pooled))
-        self.log("val/recall_at_1", recall_at_1(decoded, original))
+        refined, unrefined, original = (
+            self.gather_blocks(torch.cat(part)) for part in zip(*self._pooled)
+        )
+        self.log("val/recall_at_1", recall_at_1(refined, original))
+        self.log("val/recall_at_1_unrefined", recall_at_1(unrefined, original))
         rates = self._reference_rates
         if rates is None:
             ids, mask = (self.gather_blocks(torch.cat(part)) for part in zip(*self._val_blocks))
