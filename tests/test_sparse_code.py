@@ -256,12 +256,12 @@ def test_codes_from_the_core_decode_to_what_training_decoded(value_bits, value_s
         out.kept,
         out.keep,
         mask.sum(1),
-        "00ff",
-        value_bits,
-        "0011223344556677",
-        value_scale,
-        core.dwt.levels,
         scales,
+        fingerprint="00ff",
+        value_bits=value_bits,
+        compressor="0011223344556677",
+        value_scale=value_scale,
+        levels=core.dwt.levels,
     )
     assert [c.k for c in codes] == out.k.tolist()
     assert [c.n_tokens for c in codes] == [16, 7, 12]

@@ -388,22 +388,16 @@ class SparseCode:
         coeffs: Tensor | np.ndarray,
         keep: Tensor | np.ndarray,
         n_tokens: Sequence[int] | Tensor | np.ndarray,
-        fingerprint: bytes | str = b"",
-        value_bits: int = 16,
-        compressor: bytes | str = bytes(COMPRESSOR_FINGERPRINT_BYTES),
-        value_scale: str = "code",
-        levels: int = 0,
         scales: Tensor | np.ndarray | None = None,
+        **header,
     ) -> list[SparseCode]:
         """coeffs (B, T, d), keep (B, T, d), n_tokens (B,), scales (B, G) or None -> B codes
-        (one loop over B only)."""
+        (one loop over B only); ``header``: ``from_dense``'s keywords, the same for every code."""
         coeffs, keep = _as_numpy(coeffs), _as_numpy(keep)
         n_tokens = _as_numpy(n_tokens).astype(np.int64)
         per_code = [None] * len(coeffs) if scales is None else _as_numpy(scales)
         return [
-            cls.from_dense(
-                c, m, int(n), fingerprint, value_bits, compressor, value_scale, levels, s
-            )
+            cls.from_dense(c, m, int(n), scales=s, **header)
             for c, m, n, s in zip(coeffs, keep, n_tokens, per_code, strict=True)
         ]
 

@@ -37,6 +37,7 @@ import torch
 from omegaconf import DictConfig
 
 from wavelab.bench import check_count, check_settings, load_line, publish, settings_from
+from wavelab.bench.machine import prepare
 from wavelab.codec.api import WavGPTCodec
 from wavelab.compose import compose
 from wavelab.config import instantiate
@@ -126,10 +127,7 @@ def cpu_seconds(fn, *args) -> tuple[float, str]:
 
 
 def run(settings: Settings) -> dict:
-    settings.validate()
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
-    load_before = os.getloadavg()
+    load_before = prepare(settings)
     with tempfile.TemporaryDirectory() as output_dir:
         cfg = compose(["model=wavgpt", *settings.overrides], output_dir=output_dir)
         module = instantiate(cfg.model).eval()

@@ -39,6 +39,7 @@ import torch
 from omegaconf import DictConfig
 
 from wavelab.bench import check_settings, load_line, publish, settings_from
+from wavelab.bench.machine import prepare
 from wavelab.compose import compose
 from wavelab.config import instantiate
 from wavelab.data.lm import LMDataModule
@@ -153,10 +154,7 @@ def pct(a: float, b: float) -> float:
 
 def run(settings: Settings) -> dict:
     """Runs the benchmark; returns its settings, environment, per-row timings and overheads."""
-    settings.validate()
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
-    load_before = os.getloadavg()
+    load_before = prepare(settings)
     with tempfile.TemporaryDirectory() as output_dir:
         cfgs = {m: compose_model(m, settings, output_dir) for m in settings.models}
         # The models differ, their data does not: one datamodule serves every run.

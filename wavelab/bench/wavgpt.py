@@ -47,6 +47,7 @@ import torch
 from omegaconf import DictConfig
 
 from wavelab.bench import check_settings, load_line, publish, settings_from
+from wavelab.bench.machine import prepare
 from wavelab.compose import compose
 from wavelab.config import instantiate
 from wavelab.errors import ConfigError
@@ -230,11 +231,8 @@ def teacher_cache_mb(paths: dict[str, TrainingPath]) -> float | None:
 
 
 def run(settings: Settings) -> dict:
-    settings.validate()
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
+    load_before = prepare(settings)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    load_before = os.getloadavg()
     paths = {name: build_path(name, settings, device) for name in settings.compare}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -147,12 +147,12 @@ class WavGPTCodec:
             kept,
             keep,
             attention_mask.sum(1),
-            self.fingerprint,
-            cfg.value_bits,
-            self.compressor,
-            cfg.value_scale,
-            core.dwt.levels,
             scales,
+            fingerprint=self.fingerprint,
+            value_bits=cfg.value_bits,
+            compressor=self.compressor,
+            value_scale=cfg.value_scale,
+            levels=core.dwt.levels,
         )
 
     # --- decoding -----------------------------------------------------------------------------

@@ -337,7 +337,7 @@ class WavGPTCore(nn.Module):
     def forward(self, h: Tensor, mask: Tensor | None = None) -> WavGPTOutput:
         """h (B, T, d) hidden states, mask (B, T) of real tokens (None: all real)."""
         mask = check_hidden_states(h, mask, self.d, self.cfg.block_size)
-        coeffs, kept, keep, k, ratio, scales = self.code(h, mask)
+        coeffs, kept, keep, k, ratio, scales = self._code(h, mask)
         h_hat = self.dwt.inverse(kept)
         return WavGPTOutput(coeffs, keep, kept, h_hat, self.refiner(h_hat, mask), k, ratio, scales)
 
@@ -349,7 +349,12 @@ class WavGPTCore(nn.Module):
         Returns coeffs (B, T, d), kept (B, T, d) at value_bits, keep (B, T, d) hard mask,
         k (B,), keep ratio (B,) and scales (B, G) (None at 16 bits), as in ``WavGPTOutput``.
         """
-        mask = check_hidden_states(h, mask, self.d, self.cfg.block_size)
+        return self._code(h, check_hidden_states(h, mask, self.d, self.cfg.block_size))
+
+    def _code(
+        self, h: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """``code`` of checked inputs: ``forward`` checks them once, for the refiner too."""
         coeffs = self.dwt(h * mask[..., None])
         kept, keep, k, ratio = self.filter(coeffs, mask, self.dwt.support_mask(mask))
         bits = self.cfg.value_bits
