@@ -10,6 +10,7 @@ import torch
 from wavgpt_checkpoint import fit_checkpoint
 
 from wavelab.codec import SparseCode, WavGPTCodec, code_bits
+from wavelab.models.distortion import mean_pool
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -156,6 +157,20 @@ def test_similarity_is_one_with_itself_and_symmetric(codec):
     torch.testing.assert_close(sim, sim.T)
     torch.testing.assert_close(codec.similarity(codes[:1], codes[1:]), sim[:1, 1:])
     assert (sim.abs() <= 1 + 1e-5).all()
+
+
+@pytest.mark.parametrize("refined", [False, True])
+def test_embeddings_pool_the_states_the_core_decodes(codec, refined):
+    """embed = the normalized mean over real tokens of the core's inverse transform (default) or
+    of its refined states: the two embeddings that val/cosine_unrefined and val/cosine score."""
+    ids, mask = codec.tokenize(TEXTS)
+    with torch.no_grad():
+        out = codec.module.core(codec.module.encoder.hidden(ids, mask), mask)
+    states = out.refined if refined else out.h_hat
+    expected = torch.nn.functional.normalize(mean_pool(states, mask), dim=-1)
+    torch.testing.assert_close(codec.embed(TEXTS, refined), expected, rtol=1e-4, atol=1e-5)
+    other = codec.embed(TEXTS, not refined)
+    assert not torch.allclose(other, expected, atol=1e-3)  # the refiner moves the embedding
 
 
 def test_cli_encode_decode_roundtrip(codec, ckpt, entry):
