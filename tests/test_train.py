@@ -53,16 +53,17 @@ def test_runs_without_any_logger(make_cfg, model):
     assert not (run / "csv").exists()
 
 
-def test_last_ckpt_is_the_latest_step_even_when_val_loss_stops_improving(make_cfg):
+def test_last_ckpt_follows_the_run_and_resuming_keeps_the_best(make_cfg):
     """With lr≈0 the validation loss never improves after the first validation, so the best
     checkpoint stays at step 2 while last.ckpt (what resume_dir restores) follows the run."""
-    cfg = make_cfg(
+    cfg_args = (
         "model=gpt",
         "callbacks.samples=null",
         "model.optimizer.lr=1e-30",  # updates vanish in fp32: the weights never change
         "model.scheduler.min_lr=0",
         "trainer.val_check_interval=2",
     )
+    cfg = make_cfg(*cfg_args)
     train(cfg)
     ckpts = Path(cfg.paths.output_dir) / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == [
@@ -70,6 +71,15 @@ def test_last_ckpt_is_the_latest_step_even_when_val_loss_stops_improving(make_cf
         next(p.name for p in ckpts.glob("step0000002-*.ckpt")),
     ]
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 6
+
+    # Resuming keeps that best checkpoint: only files that no checkpointer tracks are stale (the
+    # best one is tracked by callbacks.model_checkpoint, not by callbacks.last_checkpoint).
+    train(make_cfg(*cfg_args, "trainer.max_steps=8", f"ckpt_path={ckpts / 'last.ckpt'}"))
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "last.ckpt",
+        next(p.name for p in ckpts.glob("step0000002-*.ckpt")),
+    ]
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 8
 
 
 def test_same_seed_same_numbers(make_cfg):

@@ -48,12 +48,18 @@ class ResumeInPlace(L.Callback):
         # Here the checkpoint callbacks have their state back, so they know which files they own.
         if not (self.resumed and trainer.is_global_zero):
             return
+        # Checkpointers may share a folder (callbacks.last_checkpoint writes last.ckpt beside the
+        # best one): a file is stale only if none of them tracks it.
+        tracked: set[Path] = set()
+        folders: dict[Path, str] = {}
         for cb in self.checkpointers(trainer):
             last = Path(cb.dirpath) / f"{cb.CHECKPOINT_NAME_LAST}{cb.FILE_EXTENSION}"
-            tracked = {
+            tracked |= {
                 Path(p).resolve() for p in (*cb.best_k_models, cb.last_model_path, last) if p
             }
-            for path in Path(cb.dirpath).glob(f"*{cb.FILE_EXTENSION}"):
+            folders[Path(cb.dirpath).resolve()] = cb.FILE_EXTENSION
+        for folder, extension in folders.items():
+            for path in folder.glob(f"*{extension}"):
                 if path.resolve() not in tracked:
                     log.info("removed %s, saved after the checkpoint this run resumed", path)
                     path.unlink()
