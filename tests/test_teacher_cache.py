@@ -91,6 +91,22 @@ def test_sparse_kd_equals_full_kd_and_its_gradient_when_k_covers_the_vocabulary(
     torch.testing.assert_close(g_sparse, g_full, atol=1e-6, rtol=1e-5)
 
 
+def test_sparse_kd_stays_finite_for_a_student_far_sharper_than_float32_can_exponentiate():
+    """A teacher's top-K token 500 logits below the student's peak: exp((z - peak) / tau)
+    underflows to 0, yet the KL is finite and equals the full KL (K covers the vocabulary)."""
+    torch.manual_seed(0)
+    teacher, ids = 3 * torch.randn(1, 3, 20), torch.randint(0, 20, (1, 3))
+    student = torch.randn(1, 3, 20)
+    student[0, 1, teacher[0, 1].argmax()] -= 500.0
+    student.requires_grad_()
+    sparse, _ = sparse_kd_and_ce(student, teacher_topk(teacher, 20, TAU, ids), TAU, ids)
+    (grad,) = torch.autograd.grad(sparse.sum(), student)
+    full = full_kl(student.double(), teacher.double(), TAU)
+    assert torch.isfinite(sparse).all() and torch.isfinite(grad).all()
+    assert sparse[0, 1] > 50  # the teacher's favourite has no student mass: a large, real KL
+    torch.testing.assert_close(sparse.double(), full, atol=1e-4, rtol=1e-5)
+
+
 @pytest.mark.parametrize("k", [1, 5, 20])
 def test_sparse_kd_is_the_exact_kl_of_the_coarsened_distributions(k):
     """KL over {top K, rest}, computed here in float64 from both full distributions, and never

@@ -104,7 +104,9 @@ class _SparseKDAndCE(torch.autograd.Function):
         s_tau = e.sum(-1)  # (B, T); float32 sums are exact enough and ~10x faster than float64
         e_top = e.gather(-1, idx)  # (B, T, K)
         q_rest = (1.0 - e_top.sum(-1) / s_tau).clamp(min=_MIN_REST)
-        log_q_top = e_top.log() - s_tau.log()[..., None]  # (B, T, K)
+        # From the logits, not log(e_top): e underflows to 0 for a token more than ~100·tau
+        # below the student's peak, and log 0 made the KL inf (a sharp student, seen in training).
+        log_q_top = (z.gather(-1, idx) - peak) / tau - s_tau.log()[..., None]  # (B, T, K)
         p_top, p_rest = logp.exp(), rest_logp.exp()
         kl = (p_top * (logp - log_q_top)).sum(-1)
         kl = kl + torch.where(p_rest > 0, p_rest * (rest_logp - q_rest.log()), 0.0)
