@@ -178,6 +178,33 @@ def test_nan_loss_stops_with_exit_3_and_leaves_only_finite_checkpoints(entry, co
         assert all(torch.isfinite(t).all() for t in state.values()), path
 
 
+def test_a_diverged_job_of_a_sweep_fails_the_sweep_in_one_line_after_its_batch(entry, corpus_file):
+    result = entry(
+        "run",
+        "-m",
+        *LM_SMALL,
+        f"data.path={corpus_file}",
+        "model=gpt",
+        "model.optimizer.lr=300,1e-3",  # the first job diverges (see above), the second trains
+        "model.scheduler.warmup_steps=0",
+        "model.scheduler.min_lr=0",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=20",
+        "trainer.num_sanity_val_steps=0",
+        "callbacks.progress_bar=null",
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == DIVERGED_EXIT, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    (failed,) = [line for line in out.splitlines() if "Error executing job" in line]
+    assert "'model.optimizer.lr=300'" in failed, failed  # Hydra names the job
+    assert "error: a job of this sweep diverged" in result.stdout.splitlines()[-1], out[-3000:]
+    (sweep,) = (entry.cwd / "logs" / "train" / "multiruns").iterdir()
+    summaries = [json.loads((sweep / job / "metrics.json").read_text()) for job in ("0", "1")]
+    assert summaries[0]["diverged"]["step"] > 0 and "diverged" not in summaries[1]
+    assert summaries[1]["global_step"] == 40
+
+
 def test_a_truncated_token_cache_is_rebuilt(make_cfg, tmp_path, caplog):
     cfg = make_cfg("model=gpt", f"paths.cache_dir={tmp_path / 'cache'}")
     data = instantiate(cfg.data)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from wavelab.config import CONFIG_DIR
-from wavelab.errors import USER_ERROR_EXIT, ConfigError
+from wavelab.errors import DIVERGED_EXIT, USER_ERROR_EXIT, ConfigError, TrainingDiverged
 
 # Set by a task function's wrapper on exceptions that escape it, so that hydra_entry tells a bug
 # inside a run (a traceback) from a composition error before it (one line).
@@ -45,7 +45,8 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], 
 
     A ConfigError raised by ``fn``, a required key left unset (``???``), and Hydra's own errors
     while parsing and composing the command line (unknown key, unknown group option, bad override
-    syntax) are logged as one ``error: ...`` line and exit with ``USER_ERROR_EXIT``; anything else
+    syntax) are logged as one ``error: ...`` line and exit with ``USER_ERROR_EXIT``; a sweep whose
+    job diverged (``TrainingDiverged``) ends the same way with ``DIVERGED_EXIT``; anything else
     is a bug and keeps its traceback. Keep module-level imports of an entry light (no Lightning,
     no torch, no transformers) so ``--help`` and config errors are fast.
     """
@@ -75,6 +76,14 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], 
             os.environ["HYDRA_FULL_ERROR"] = "1"
             try:
                 app()
+            except TrainingDiverged:
+                # A sweep's job re-raised it so that the sweep knows it failed (wavelab.run); the
+                # job has logged its one line, and Hydra "Error executing job with overrides".
+                logging.getLogger(fn.__module__).error(
+                    "error: a job of this sweep diverged (its overrides are above); the jobs of "
+                    "its batch all ran"
+                )
+                sys.exit(DIVERGED_EXIT)
             except (HydraException, OmegaConfBaseException) as e:
                 if getattr(e, _RAISED_IN_TASK, False):
                     raise
