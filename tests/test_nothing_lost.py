@@ -148,19 +148,26 @@ def test_default_run_and_sweep_dirs_are_claimed_exclusively(make_cfg):
         assert str(cfg.hydra[key]._get_node("dir")._value()).startswith("${unique_dir:"), key
 
 
+# A small GPT that diverges at model.optimizer.lr=300: its loss is finite for a few steps, then it
+# overflows.
+DIVERGING_GPT = (
+    "model=gpt",
+    "model.scheduler.warmup_steps=0",
+    "model.scheduler.min_lr=0",
+    "trainer.max_steps=40",
+    "trainer.num_sanity_val_steps=0",
+    "callbacks.progress_bar=null",
+)
+
+
 def test_nan_loss_stops_with_exit_3_and_leaves_only_finite_checkpoints(entry, corpus_file):
     result = entry(
         "run",
         *LM_SMALL,
         f"data.path={corpus_file}",
-        "model=gpt",
-        "model.optimizer.lr=300",  # finite for a few steps, then the loss overflows
-        "model.scheduler.warmup_steps=0",
-        "model.scheduler.min_lr=0",
-        "trainer.max_steps=40",
+        *DIVERGING_GPT,
+        "model.optimizer.lr=300",
         "trainer.val_check_interval=2",
-        "trainer.num_sanity_val_steps=0",
-        "callbacks.progress_bar=null",
     )
     out = result.stdout + result.stderr
     assert result.returncode == DIVERGED_EXIT, out[-3000:]
@@ -184,14 +191,9 @@ def test_a_diverged_job_of_a_sweep_fails_the_sweep_in_one_line_after_its_batch(e
         "-m",
         *LM_SMALL,
         f"data.path={corpus_file}",
-        "model=gpt",
-        "model.optimizer.lr=300,1e-3",  # the first job diverges (see above), the second trains
-        "model.scheduler.warmup_steps=0",
-        "model.scheduler.min_lr=0",
-        "trainer.max_steps=40",
+        *DIVERGING_GPT,
+        "model.optimizer.lr=300,1e-3",  # the first job diverges, the second trains
         "trainer.val_check_interval=20",
-        "trainer.num_sanity_val_steps=0",
-        "callbacks.progress_bar=null",
     )
     out = result.stdout + result.stderr
     assert result.returncode == DIVERGED_EXIT, out[-3000:]
