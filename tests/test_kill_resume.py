@@ -19,10 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
+import wavelab.run
 from wavelab.callbacks.health import SIGTERM_EXIT
+from wavelab.run import train
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 16
@@ -129,6 +132,25 @@ def saved_since(path: Path, t0: float):
     return lambda: path.is_file() and path.stat().st_mtime > t0
 
 
+def kill_during_a_save(proc: subprocess.Popen, directory: Path, timeout: float = 120) -> None:
+    """SIGKILLs ``proc`` while it writes a file in ``directory``. The process is stopped
+    (SIGSTOP) at each look, so a save seen in progress is still in progress when the kill lands,
+    however busy the machine."""
+    temp_suffix = f".tmp{proc.pid}"  # wavelab.atomic's temp name: this process's, not a leftover
+    deadline = time.monotonic() + timeout
+    while True:
+        os.kill(proc.pid, signal.SIGSTOP)
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), f"the run ended before a save was caught ({status})"
+        if any(name.endswith(temp_suffix) for name in os.listdir(directory)):
+            proc.kill()
+            proc.wait()
+            return
+        os.kill(proc.pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
 @pytest.mark.slow
 def test_sigkills_at_random_moments_and_during_a_save_lose_nothing(
     reference, tmp_path, corpus_file, cache_dir
@@ -144,13 +166,12 @@ def test_sigkills_at_random_moments_and_during_a_save_lose_nothing(
         if kill == "at random":  # a moment after this process saved its first checkpoint
             wait_for(saved_since(ckpts / "last.ckpt", t0), proc)
             time.sleep(rng.uniform(0.0, 0.5))
+            assert proc.poll() is None, "the run ended before the kill at random"
+            proc.kill()
+            proc.wait()
         else:
-            wait_for(lambda: any(".tmp" in name for name in os.listdir(ckpts)), proc, poll=0)
-        assert proc.poll() is None, f"finished before the kill {kill}"
-        proc.kill()
-        proc.wait()
-        if kill == "during a save":  # the kill did interrupt a save: its temp file is left
-            assert temp_files(run)
+            kill_during_a_save(proc, ckpts)
+            assert temp_files(run)  # the kill did interrupt a save: its temp file is left
         t0 = time.time()
         proc = start([f"resume_dir={run}"], logs, corpus_file, cache_dir)
     finish(proc)
@@ -188,3 +209,47 @@ def test_sigterm_saves_records_exits_143_and_resumes_exactly(
     final = json.loads((run / "metrics.json").read_text())["final"]
     start([f"resume_dir={run}"], logs, corpus_file, cache_dir).communicate(timeout=300)
     assert json.loads((run / "metrics.json").read_text())["final"] == final
+
+
+class SigtermAfterStep(L.Callback):
+    """Sends this process a real SIGTERM at the end of one chosen training step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("step", [2, 3], ids=["then-validation", "mid-interval"])
+def test_sigterm_resumes_with_every_row_at_its_step(make_cfg, monkeypatch, step):
+    """The signal lands exactly in a step that ends with a validation (2) or one that does not
+    (3); Lightning resumes the two differently, and both must log what one run logs."""
+    args = ("model=gpt", "callbacks.samples=null", "callbacks.throughput=null")
+    # one validation batch: a SIGTERM stops a validation only between its batches
+    args += (
+        "trainer.val_check_interval=2",
+        "trainer.log_every_n_steps=1",
+        "data.num_val_windows=4",
+    )
+    reference = make_cfg(*args, run="reference")
+    train(reference)
+
+    build_trainer = wavelab.run.build_trainer
+
+    def build_trainer_that_gets_a_sigterm(cfg):
+        trainer = build_trainer(cfg)
+        trainer.callbacks.append(SigtermAfterStep(step))
+        return trainer
+
+    cfg = make_cfg(*args)
+    with monkeypatch.context() as patch:
+        patch.setattr(wavelab.run, "build_trainer", build_trainer_that_gets_a_sigterm)
+        with pytest.raises(SystemExit) as stopped:
+            train(cfg)
+    assert stopped.value.code == SIGTERM_EXIT
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == step
+    train(make_cfg(*args, f"ckpt_path={last}"))
+    assert_same_run(Path(cfg.paths.output_dir), Path(reference.paths.output_dir))

@@ -77,12 +77,24 @@ class FiniteGuard(L.Callback):
 class SaveOnSigterm(L.Callback):
     def __init__(self):
         self.saving = False
+        # (batches completed, logging step) when the last validation ended
+        self.validated_at: tuple[int, int] | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.validated_at = logging_position(trainer)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        if self.saving:
-            # Lightning's checkpoints store the logging step before the step's final increment,
-            # and resuming adds it back; this save comes after it, so store it as they do, or the
-            # resumed run would log every row one step late.
+        # Lightning stops on SIGTERM at the end of a batch, after it advanced the logging step.
+        # A resume restarts at that batch's end: if the batch ended with a validation, Lightning
+        # skips the validation but advances the logging step again (its own validation-time
+        # checkpoints store the step before the advance), so store it as they do; otherwise the
+        # resume goes on with the next batch, and the step stands. Either way the resumed run
+        # logs each row at the step the uninterrupted run would.
+        if not self.saving or self.validated_at is None:
+            return
+        batches, logging_step = logging_position(trainer)
+        if self.validated_at == (batches, logging_step - 1):
             checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -114,3 +126,9 @@ class SaveOnSigterm(L.Callback):
             trainer.global_step,
             path,
         )
+
+
+def logging_position(trainer: L.Trainer) -> tuple[int, int]:
+    """The training batches completed so far, and the step that loggers are at."""
+    loop = trainer.fit_loop.epoch_loop
+    return loop.batch_progress.total.completed, loop._batches_that_stepped
