@@ -127,6 +127,43 @@ def test_scalar_codes_every_coefficient_and_counts_its_bits(bits):
     assert core.code_bits(out.k, header)[0].item() == header + 16 * 8 * bits + scales
 
 
+def test_pca_block_mean_sends_what_the_decoded_block_mean_misses():
+    torch.manual_seed(0)
+    h = torch.randn(4, 16, 6) * torch.tensor([5.0, 0.1, 3.0, 0.1, 0.1, 0.1]) + 7.0
+    h[..., 4] += torch.tensor([-1.0, -0.3, 0.3, 1.0])[:, None]  # each block's own offset
+    mask = torch.ones(4, 16, dtype=torch.bool)
+    mask[:, 12:] = False
+    mask[0, 5:] = False
+    real = mask[..., None].float()
+
+    def block_means(x):
+        return (x * real).sum(1) / real.sum(1)
+
+    cores, outs = {}, {}
+    for sent in (False, True):
+        config = core_config(
+            coder="pca", pca_rank=2, refine=False, value_bits=8, pca_block_mean=sent
+        )
+        cores[sent] = PCACore(config, d=6)
+        cores[sent].fit(h, mask)
+        outs[sent] = cores[sent](h, mask)
+    plain, with_mean = outs[False], outs[True]
+    missed = block_means(plain.h_hat) - block_means(h)
+    assert missed[:, 4].abs().max() > 0.5  # rank 2 keeps axes 0 and 2: the offsets are lost
+    # Sent at 8 bits with one scale per block: each mean within half a quantization step.
+    step = missed.abs().amax(-1, keepdim=True) / 127
+    error = (block_means(with_mean.h_hat) - block_means(h)).abs()
+    assert torch.all(error <= 0.5 * step * (1 + 2**-9) + 1e-5)
+    # The coordinates are unchanged; every real state of a block moved by the same vector.
+    assert torch.equal(with_mean.kept, plain.kept)
+    shift = with_mean.h_hat - plain.h_hat
+    assert torch.allclose(shift, shift[:, :1] * real, atol=1e-5)
+    # d more values and one more scale per code.
+    assert (with_mean.k - plain.k).tolist() == [6] * 4
+    extra = cores[True].code_bits(with_mean.k, 10.0) - cores[False].code_bits(plain.k, 10.0)
+    assert extra.tolist() == [6 * 8 + 16] * 4
+
+
 def test_pca_bits_are_header_values_and_one_scale_per_component():
     core = PCACore(core_config(coder="pca", pca_rank=3, value_bits=4), d=8)
     k = torch.tensor([3 * 10])  # 10 real tokens
@@ -136,10 +173,20 @@ def test_pca_bits_are_header_values_and_one_scale_per_component():
 # --- through the real config, Lightning and the CLI ------------------------------------------
 
 
-@pytest.mark.parametrize("coder", ["pca", "scalar"])
+@pytest.mark.parametrize("coder", ["pca", "pca_mean", "scalar"])
 def test_baselines_train_through_the_config(make_cfg, coder):
-    cfg = make_cfg("model=wavgpt", f"model.coder={coder}", "model.pca_rank=4", "model.value_bits=8")
+    block_mean = coder == "pca_mean"
+    coder = coder.removesuffix("_mean")
+    cfg = make_cfg(
+        "model=wavgpt",
+        f"model.coder={coder}",
+        "model.pca_rank=4",
+        "model.value_bits=8",
+        f"model.pca_block_mean={block_mean}",
+    )
     metrics = train(cfg)
+    if block_mean:  # the decoded block mean is the original's, up to 8-bit rounding
+        assert metrics["val/cosine_unrefined"] > 0.999
     for key in ("val/acc", "val/exact_blocks", "val/cosine", "val/recall_at_1", "train/loss"):
         assert math.isfinite(metrics[key]), key
     for key in ("val/cosine_unrefined", "val/recall_at_1_unrefined"):

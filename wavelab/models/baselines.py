@@ -5,6 +5,12 @@ Both code the same frozen-encoder hidden states h (B, T, d) and decode through t
 
 * ``pca``: h's real tokens projected on the top ``pca_rank`` = r principal directions of the
   training hidden states, the r coordinates quantized at ``value_bits``, back-projected.
+  With ``pca_block_mean``, each code also carries one d-vector: what the decoded states' mean
+  over the block's real tokens misses of h's, quantized at ``value_bits``. The decoder adds it
+  to every real state, so the decoded block mean, the sentence embedding of a mean-pooling
+  encoder, is the original's up to that quantization. (It is, up to scale, the coarsest band of
+  a full-depth Haar transform over the real tokens: the part of the wavelet code that carries the
+  embedding.)
 * ``scalar``: every coefficient of h quantized at ``value_bits``; no sparsification at all.
 
 Both return a ``WavGPTOutput``; its ``coeffs``/``keep``/``kept`` are in the coder's own
@@ -17,7 +23,8 @@ comparable): the wavelet code's container overhead (header, fingerprints, CRC: `
 need none). Positions cost nothing: both codes are dense in their coordinates.
 
 * pca: k = r * n_real; groups = the r principal components (their coordinates have very
-  different spreads, so each gets its scale): + 16 r bits.
+  different spreads, so each gets its scale): + 16 r bits. ``pca_block_mean`` adds d values
+  and one group: + d * value_bits + 16 bits.
 * scalar: k = d * n_real; groups = the real tokens (per-token scaling, as activation
   quantization usually does): + 16 n_real bits.
 
@@ -64,6 +71,8 @@ def dense_code_bits(
 class _BaselineCore(nn.Module):
     """What the baselines share: the refiner, the input checks and the code's bookkeeping."""
 
+    side_values = 0  # values sent once per code, besides the coordinates of the real tokens
+
     def __init__(self, cfg: WavGPTConfig, d: int) -> None:
         super().__init__()
         cfg.validate()
@@ -77,7 +86,7 @@ class _BaselineCore(nn.Module):
         mask = check_hidden_states(h, mask, self.d, self.cfg.block_size)
         coeffs, kept, h_hat = self.code(h * mask[..., None], mask)
         keep = mask[..., None].expand_as(coeffs).to(coeffs.dtype)
-        k = keep.sum(dim=(1, 2)).long()
+        k = keep.sum(dim=(1, 2)).long() + self.side_values
         ratio = k.to(h.dtype) / (mask.sum(dim=1) * self.d)
         h_hat = h_hat * mask[..., None]  # padding decodes to 0, as in the wavelet code
         return WavGPTOutput(coeffs, keep, kept, h_hat, self.refiner(h_hat, mask), k, ratio)
@@ -111,6 +120,8 @@ class PCACore(_BaselineCore):
                 f"encoder's width d={d}"
             )
         self.rank = cfg.pca_rank
+        self.block_mean = cfg.pca_block_mean
+        self.side_values = d if self.block_mean else 0
         # Buffers, not parameters: fitted once, never trained, saved with the checkpoint.
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("basis", torch.zeros(d, self.rank))
@@ -143,10 +154,22 @@ class PCACore(_BaselineCore):
         keep = mask[:, None, :].expand(-1, self.rank, -1)  # (B, r, T)
         # Groups along dim 1: transpose so that each component gets its own scale.
         kept = quantize_groups(coords.transpose(1, 2), keep, self.value_bits).transpose(1, 2)
-        return coords, kept, kept @ self.basis.T + self.mean
+        h_hat = kept @ self.basis.T + self.mean
+        if self.block_mean:
+            h_hat = h_hat + self.mean_correction(h, h_hat, mask)[:, None, :]
+        return coords, kept, h_hat
+
+    def mean_correction(self, h: Tensor, h_hat: Tensor, mask: Tensor) -> Tensor:
+        """(B, d) what h_hat's mean over each block's real tokens misses of h's, at
+        ``value_bits`` with one scale per block: the d values that ``pca_block_mean`` sends."""
+        real = mask[..., None].to(h.dtype)
+        missed = ((h - h_hat) * real).sum(1) / real.sum(1).clamp_min(1)  # (B, d)
+        everything = torch.ones_like(missed[:, None, :])
+        return quantize_groups(missed[:, None, :], everything, self.value_bits)[:, 0]
 
     def code_bits(self, k: Tensor, header_bits: float) -> Tensor:
-        return dense_code_bits(k, self.value_bits, self.rank, header_bits)
+        groups = self.rank + (1 if self.block_mean else 0)
+        return dense_code_bits(k, self.value_bits, groups, header_bits)
 
 
 CORES = {"wavelet": WavGPTCore, "pca": PCACore, "scalar": ScalarCore}

@@ -58,6 +58,7 @@ class WavGPTConfig:
     dropout: float = 0.0
     coder: str = "wavelet"  # wavelet | pca | scalar (the baselines of baselines.py)
     pca_rank: int = 16  # the pca coder's kept principal directions, in [1, d]
+    pca_block_mean: bool = False  # the pca coder also sends what its decoded block mean misses
     kd_temperature: float = 2.0
     kd: str = "sparse"  # sparse: KL over the teacher's top kd_top_k + the rest; full: whole vocab
     kd_top_k: int = 64
