@@ -313,3 +313,6 @@ def test_frontier_report_on_a_sweep_of_methods_rates_and_seeds(tmp_path, entry):
     assert "| ref/lzma_block_bits_per_token | 30 |" in (out / "report.md").read_text()
     bad = entry("report", str(sweep), "x=val/bits_per_token", "lines=method")
     assert_clean_error(bad, "lines=method", "study_method")
+    # What bash makes of an unquoted ceilings={a:b,c:d}: two arguments, the last one a string.
+    split = entry("report", str(sweep), "ceilings=val/acc:val/acc_orig", "ceilings=val/cosine:1")
+    assert_clean_error(split, "ceilings=val/cosine:1", "mapping", "quote")

@@ -565,6 +565,19 @@ def as_list(value) -> list[str] | None:
     return [str(v) for v in value] if OmegaConf.is_list(value) else [str(value)]
 
 
+def as_mapping(value, key: str) -> dict | None:
+    """A mapping key (``ceilings={val/acc:val/acc_orig}``); anything else is a ConfigError."""
+    if value is None:
+        return None
+    if not OmegaConf.is_dict(value):
+        raise ConfigError(
+            f"{key}={value} is invalid: must be a mapping {{panel: metric or number}}, e.g. "
+            f"'{key}={{val/acc:val/acc_orig,val/cosine:1}}' (in a shell, quote it: unquoted "
+            "braces with commas expand into several arguments)"
+        )
+    return OmegaConf.to_container(value)
+
+
 @hydra_entry("report")
 def report_entry(cfg: DictConfig) -> None:
     paths = report(
@@ -580,7 +593,7 @@ def report_entry(cfg: DictConfig) -> None:
         columns=cfg.columns,
         lines=cfg.lines,
         references=as_list(cfg.references),
-        ceilings=OmegaConf.to_container(cfg.ceilings) if cfg.ceilings else None,
+        ceilings=as_mapping(cfg.ceilings, "ceilings"),
         curves=as_list(cfg.curves),
     )
     print(paths["markdown"].read_text())
