@@ -112,4 +112,22 @@ def test_the_codec_bench_times_both_round_trips_on_the_same_texts(tiny_encoder_d
     assert median["ours"] > 0 and median["reference"] > 0
     assert result["speedup"] == median["reference"] / median["ours"]
     assert min(median[k] for k in ("refiner", "head_argmax", "head_logits")) > 0
-    assert "reference" in codec.format_table(result) and "head" in codec.format_table(result)
+    assert median["floor"] > median["head_int8_product"] > 0
+    assert result["speedup_at_floor"] == median["reference"] / median["floor"]
+    table = codec.format_table(result)
+    assert "reference" in table and "head" in table and "at most" in table
+
+
+def test_the_codec_floor_counts_every_matrix_product_of_the_refiner():
+    """The floor's multiply-adds: the token MLP, then per layer q, k, v, the output projection
+    and the feed-forward, at each real token (the attention scores are left out)."""
+    from wavelab.bench.codec import refiner_macs
+    from wavelab.models.wavgpt import Refiner
+
+    d, ff, layers, n = 16, 48, 2, 5
+    refiner = Refiner(d, layers, heads=2, ff=ff)
+    with torch.no_grad():  # where torch would take its fused kernel, which the counter can't see
+        macs = refiner_macs(
+            refiner.eval(), torch.randn(1, n, d), torch.ones(1, n, dtype=torch.bool)
+        )
+    assert macs == n * (2 * d * ff + layers * (4 * d * d + 2 * d * ff))

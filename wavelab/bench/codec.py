@@ -23,6 +23,10 @@ The two run interleaved (ours, reference, next text), timed in process CPU time 
 so other processes on a shared machine add little; medians over rounds, then over texts. Two
 stages of ours are timed beside them on each text's own inputs: the refiner, and the head
 (``FrozenEncoder.argmax``, what decode runs, against the fp32 logits' argmax).
+
+The floor says how far an exact decoder of this shape could go on this core: the refiner's
+multiply-adds (torch's FLOP counter) at the core's peak fp32 matmul rate, plus the head's int8
+product (the one pass over the vocabulary the screen needs), with nothing else, not even encoding.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from omegaconf import DictConfig
+from torch.utils.flop_counter import FlopCounterMode
 
 from wavelab.bench import check_count, check_settings, load_line, publish, settings_from
 from wavelab.bench.machine import prepare
@@ -42,6 +47,7 @@ from wavelab.codec.api import WavGPTCodec
 from wavelab.compose import compose
 from wavelab.config import instantiate
 from wavelab.data.corpora import shakespeare_complete_works
+from wavelab.models.screened_argmax import ScreenedArgmax
 from wavelab.sparse_code import SparseCode
 
 TARGET_SPEEDUP = 10.0
@@ -120,6 +126,24 @@ def decoder_inputs(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> d
     return {"refiner": (inverse[:, :n], mask[:, :n]), "head": states[real.bool()]}
 
 
+def refiner_macs(refiner: torch.nn.Module, h: torch.Tensor, mask: torch.Tensor) -> int:
+    """Multiply-adds in the refiner's matrix products on one text. Counted on the module's plain
+    path (with grad on: the fused inference kernel is one op the counter cannot see into); the
+    attention scores' own products are not counted, so this errs low, as a floor should."""
+    with torch.enable_grad(), FlopCounterMode(display=False) as counter:
+        refiner(h.clone(), mask.clone())
+    return counter.get_total_flops() // 2
+
+
+def peak_fp32_macs_per_second(size: int = 1024, repeats: int = 5) -> float:
+    """This core's fp32 matmul rate at a large square shape, multiply-adds per CPU second (best
+    of ``repeats``): what no smaller product on the same threads beats."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(cpu_seconds(torch.mm, a, b)[0] for _ in range(repeats))
+    return size**3 / best
+
+
 def cpu_seconds(fn, *args) -> tuple[float, str]:
     start = time.process_time()
     result = fn(*args)
@@ -137,12 +161,18 @@ def run(settings: Settings) -> dict:
         hidden = [(module.encoder.hidden(i[None], m[None]), m[None]) for i, m in zip(ids, mask)]
     inputs = [decoder_inputs(codec, h, m) for h, m in hidden]
     encoder = module.encoder
+    screen = ScreenedArgmax(encoder.model.get_input_embeddings().weight)
+    peak_rate = peak_fp32_macs_per_second()
+    refiner_seconds_at_peak = [
+        refiner_macs(module.core.refiner, *i["refiner"]) / peak_rate for i in inputs
+    ]
     timed = {
         "ours": lambda i: ours(codec, *hidden[i]),
         "reference": lambda i: reference(codec, *hidden[i]),
         "refiner": lambda i: module.core.refiner(*inputs[i]["refiner"]),
         "head_argmax": lambda i: encoder.argmax(inputs[i]["head"]),
         "head_logits": lambda i: encoder.logits(inputs[i]["head"]).argmax(-1),
+        "head_int8_product": lambda i: screen.int8_product(inputs[i]["head"]),
     }
     seconds = {name: [[] for _ in hidden] for name in timed}
     same_text = []
@@ -157,6 +187,10 @@ def run(settings: Settings) -> dict:
                 if round_ >= settings.warmup:
                     same_text.append(results["ours"] == results["reference"])
     per_text = {name: [statistics.median(s) for s in rows] for name, rows in seconds.items()}
+    per_text["floor"] = [
+        peak + product
+        for peak, product in zip(refiner_seconds_at_peak, per_text["head_int8_product"])
+    ]
     median = {name: statistics.median(values) for name, values in per_text.items()}
     return {
         "settings": asdict(settings),
@@ -169,6 +203,8 @@ def run(settings: Settings) -> dict:
         "seconds_per_text": median,
         "per_text": per_text,
         "speedup": median["reference"] / median["ours"],
+        "speedup_at_floor": median["reference"] / median["floor"],
+        "peak_fp32_macs_per_second": peak_rate,
         "same_text": sum(same_text) / len(same_text),
         "env": {"loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg())},
     }
@@ -188,6 +224,8 @@ def format_table(result: dict) -> str:
             f"  speedup    {result['speedup']:9.1f}x   (target {TARGET_SPEEDUP:g}x: {verdict})",
             f"  ours' refiner {1e3 * s['refiner']:.2f} ms and head {1e3 * s['head_argmax']:.2f} ms "
             f"(the head as fp32 logits' argmax: {1e3 * s['head_logits']:.2f} ms)",
+            f"  floor      {1e3 * s['floor']:9.2f} ms   (the refiner's matmuls at this core's peak "
+            f"fp32 rate, {result['peak_fp32_macs_per_second'] / 1e9:.0f} GMAC/s, + the head's int8 product: {result['speedup_at_floor']:.1f}x at most)",
             f"  same decoded text in {100 * result['same_text']:.0f}% of round trips",
             load_line(result["env"]),
         ]

@@ -70,15 +70,22 @@ class ScreenedArgmax:
             and bool(torch.isfinite(x).all())
         )
 
+    def int8_product(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (n, d) fp32 -> (⟨q_t, q'_v⟩ (n, V') int32, σ (n,)): the screen's one pass over the
+        whole vocabulary, and the most of its cost."""
+        n = len(x)
+        # One int8 product for all rows: _int_mm repacks its right operand on every call.
+        q, sigma = _int8_rows(torch.nn.functional.pad(x, (0, 0, 0, max(0, _MIN_ROWS - n))))
+        return torch._int_mm(q, self.q_t)[:n], sigma[:n]
+
     def __call__(self, x: Tensor) -> Tensor:
         """x (N, d) -> (N,) int64 token ids."""
         if not self.covers(x) or len(x) == 0:
             return (x.float() @ self.weight.T.to(x.device)).argmax(-1)
         n, d = x.shape
-        # One int8 product for all rows: _int_mm repacks its right operand on every call.
-        q, sigma = _int8_rows(torch.nn.functional.pad(x, (0, 0, 0, max(0, _MIN_ROWS - n))))
-        upper = torch._int_mm(q, self.q_t)[:n].float()  # (n, V') = ⟨q_t, q'_v⟩
-        sigma = sigma[:n].clamp_min(torch.finfo(x.dtype).tiny)
+        product, sigma = self.int8_product(x)
+        upper = product.float()  # (n, V') = ⟨q_t, q'_v⟩
+        sigma = sigma.clamp_min(torch.finfo(x.dtype).tiny)
         # The bound above divided by σ_t: ⟨x_t, w_v⟩/σ_t ≤ s_v·(⟨q_t, q'_v⟩ + slack_t) + ‖w_v‖₁/2.
         l1 = x.abs().sum(1)
         slack = l1 / (2 * sigma) + d / 4  # (n,)
