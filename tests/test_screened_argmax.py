@@ -33,6 +33,23 @@ def test_equals_the_plain_argmax_on_random_states(n):
     assert torch.allclose(scores.gather(1, got[:, None]), scores.max(1, keepdim=True).values)
 
 
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_blocks_bound_is_at_least_each_of_its_tokens_bounds(sign):
+    """The screen skips a block on its one bound, so it must bound every token's own fp32 bound:
+    rows of very different norms, and (sign -1) every score negative, where a block's tokens
+    with the smallest scale have the highest bounds."""
+    g = torch.Generator().manual_seed(6)
+    weight = torch.rand(2000, 32, generator=g) * torch.rand(2000, 1, generator=g) ** 2
+    x = sign * torch.rand(50, 32, generator=g)
+    screen = ScreenedArgmax(weight)
+    products, _, slack, block_bound = screen._bounds(x)
+    n, blocks, width = products.shape
+    rows, block = torch.arange(n).repeat_interleave(blocks), torch.arange(blocks).repeat(n)
+    tokens = screen._token_bounds(products.flatten(0, 1), slack[rows], block).view(n, blocks, width)
+    assert (block_bound >= tokens.amax(2)).all()
+    assert torch.equal(screen(x), plain_argmax(x, weight))
+
+
 def test_outlier_dimensions_and_uneven_rows():
     """BERT-like states: a few dimensions 50× the rest, weight rows of very different norms."""
     g = torch.Generator().manual_seed(1)
