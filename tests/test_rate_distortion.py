@@ -164,6 +164,48 @@ def test_pca_block_mean_sends_what_the_decoded_block_mean_misses():
     assert extra.tolist() == [6 * 8 + 16] * 4
 
 
+@pytest.mark.parametrize("mean_bits", [4, 16])
+def test_pca_block_mean_bits_sets_the_means_width_alone(mean_bits):
+    """The mean at other bits than the 8-bit coordinates: its error and its bits follow
+    ``pca_block_mean_bits``; the coordinates do not move."""
+    torch.manual_seed(1)
+    h = torch.randn(3, 10, 6) + torch.tensor([-2.0, 0.5, 3.0])[:, None, None]
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    cores, outs = {}, {}
+    for sent, bits in ((False, None), (True, None), (True, mean_bits)):
+        config = core_config(
+            coder="pca",
+            pca_rank=2,
+            refine=False,
+            value_bits=8,
+            pca_block_mean=sent,
+            pca_block_mean_bits=bits,
+        )
+        cores[sent, bits] = PCACore(config, d=6)
+        cores[sent, bits].fit(h, mask)
+        outs[sent, bits] = cores[sent, bits](h, mask)
+    missed = outs[False, None].h_hat.mean(1) - h.mean(1)  # (3, 6)
+    error = {key: (out.h_hat.mean(1) - h.mean(1)).abs() for key, out in outs.items()}
+    levels = {4: 7, 16: None}[mean_bits]
+    if levels:  # within half a 4-bit step of the vector, and coarser than at 8 bits
+        step = missed.abs().amax(-1, keepdim=True) / levels
+        assert torch.all(error[True, mean_bits] <= 0.5 * step * (1 + 2**-9) + 1e-5)
+        assert error[True, mean_bits].max() > error[True, None].max()
+    else:  # fp16: far finer than the 8-bit step
+        assert error[True, mean_bits].max() < error[True, None].max() / 10
+    assert torch.equal(outs[True, mean_bits].kept, outs[False, None].kept)
+    extra = cores[True, mean_bits].code_bits(outs[True, mean_bits].k, 10.0) - cores[
+        False, None
+    ].code_bits(outs[False, None].k, 10.0)
+    scale = 16 if mean_bits < 16 else 0
+    assert extra.tolist() == [6 * mean_bits + scale] * 3
+
+
+def test_pca_block_mean_bits_outside_4_8_16_is_refused():
+    with pytest.raises(ConfigError, match=r"model\.pca_block_mean_bits=6 is invalid"):
+        core_config(coder="pca", pca_block_mean=True, pca_block_mean_bits=6)
+
+
 def test_pca_bits_are_header_values_and_one_scale_per_component():
     core = PCACore(core_config(coder="pca", pca_rank=3, value_bits=4), d=8)
     k = torch.tensor([3 * 10])  # 10 real tokens

@@ -6,7 +6,8 @@ Both code the same frozen-encoder hidden states h (B, T, d) and decode through t
 * ``pca``: h's real tokens projected on the top ``pca_rank`` = r principal directions of the
   training hidden states, the r coordinates quantized at ``value_bits``, back-projected.
   With ``pca_block_mean``, each code also carries one d-vector: what the decoded states' mean
-  over the block's real tokens misses of h's, quantized at ``value_bits``. The decoder adds it
+  over the block's real tokens misses of h's, quantized at ``pca_block_mean_bits`` (default
+  ``value_bits``). The decoder adds it
   to every real state, so the decoded block mean, the sentence embedding of a mean-pooling
   encoder, is the original's up to that quantization. (It is, up to scale, the coarsest band of
   a full-depth Haar transform over the real tokens: the part of the wavelet code that carries the
@@ -24,7 +25,7 @@ need none). Positions cost nothing: both codes are dense in their coordinates.
 
 * pca: k = r * n_real; groups = the r principal components (their coordinates have very
   different spreads, so each gets its scale): + 16 r bits. ``pca_block_mean`` adds d values
-  and one group: + d * value_bits + 16 bits.
+  and one group: + d * pca_block_mean_bits + 16 bits (no scale at 16 bits).
 * scalar: k = d * n_real; groups = the real tokens (per-token scaling, as activation
   quantization usually does): + 16 n_real bits.
 
@@ -122,6 +123,7 @@ class PCACore(_BaselineCore):
         self.rank = cfg.pca_rank
         self.block_mean = cfg.pca_block_mean
         self.side_values = d if self.block_mean else 0
+        self.mean_bits = cfg.pca_block_mean_bits or cfg.value_bits
         # Buffers, not parameters: fitted once, never trained, saved with the checkpoint.
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("basis", torch.zeros(d, self.rank))
@@ -161,15 +163,19 @@ class PCACore(_BaselineCore):
 
     def mean_correction(self, h: Tensor, h_hat: Tensor, mask: Tensor) -> Tensor:
         """(B, d) what h_hat's mean over each block's real tokens misses of h's, at
-        ``value_bits`` with one scale per block: the d values that ``pca_block_mean`` sends."""
+        ``pca_block_mean_bits`` (default ``value_bits``) with one scale per block: the d values
+        that ``pca_block_mean`` sends."""
         real = mask[..., None].to(h.dtype)
         missed = ((h - h_hat) * real).sum(1) / real.sum(1).clamp_min(1)  # (B, d)
         everything = torch.ones_like(missed[:, None, :])
-        return quantize_groups(missed[:, None, :], everything, self.value_bits)[:, 0]
+        return quantize_groups(missed[:, None, :], everything, self.mean_bits)[:, 0]
 
     def code_bits(self, k: Tensor, header_bits: float) -> Tensor:
-        groups = self.rank + (1 if self.block_mean else 0)
-        return dense_code_bits(k, self.value_bits, groups, header_bits)
+        coords = k - self.side_values
+        bits = dense_code_bits(coords, self.value_bits, self.rank, header_bits)
+        if self.block_mean:  # d values and (below 16 bits) one scale
+            bits = bits + dense_code_bits(torch.full_like(k, self.d), self.mean_bits, 1, 0.0)
+        return bits
 
 
 CORES = {"wavelet": WavGPTCore, "pca": PCACore, "scalar": ScalarCore}

@@ -59,6 +59,7 @@ class WavGPTConfig:
     coder: str = "wavelet"  # wavelet | pca | scalar (the baselines of baselines.py)
     pca_rank: int = 16  # the pca coder's kept principal directions, in [1, d]
     pca_block_mean: bool = False  # the pca coder also sends what its decoded block mean misses
+    pca_block_mean_bits: int | None = None  # the bits of those d values; None: value_bits
     kd_temperature: float = 2.0
     kd: str = "sparse"  # sparse: KL over the teacher's top kd_top_k + the rest; full: whole vocab
     kd_top_k: int = 64
@@ -79,6 +80,8 @@ class WavGPTConfig:
         resolve_levels(self.block_size, self.levels)  # raises for block_size / levels
         _check_filter(self.keep_ratio, self.filter_init)
         check_value_bits(self.value_bits)
+        if self.pca_block_mean_bits is not None:
+            check_value_bits(self.pca_block_mean_bits, "model.pca_block_mean_bits")
         check_value_scale(self.value_scale)
         positive = {
             "filter_temperature": self.filter_temperature,
