@@ -11,14 +11,15 @@ token of the vocabulary loses by a wide margin, so it is enough to know a bound 
        |⟨x, w⟩ − σ s ⟨q, q'⟩| ≤ s·‖x‖₁/2 + σ·‖w‖₁/2 + d·σ·s/4,
 
    an upper bound U_tv on every score from the integer product.
-3. Any exact score is a lower bound on the row's maximum; take the token whose bound is highest.
+3. Any exact score is a lower bound on the row's maximum; take a token whose bound is highest.
    Every token with U_tv below it can not be the argmax. The survivors (a small fraction of the
    vocabulary for MiniLM's states) are scored exactly in fp32.
 
 Working U_tv out for all V tokens in float costs as much as the int8 product itself, so the rows
 are stored sorted by scale in blocks of 64: a block's largest integer product, with its extreme
 scale and half L1 norm, bounds all its tokens at once, and U_tv is worked out only in the blocks
-whose bound reaches the guess (~3 of MiniLM's 477 per state).
+whose bound reaches the guess (~3 of MiniLM's 477 per state); the guess is the best-bounded
+token of the 4 best-bounded blocks.
 
 The result is the exact argmax up to fp32 rounding (two fp32 sums of the same products in another
 order differ by ~1e-7 of their magnitude, so a tie that close may break either way, as it would
