@@ -225,7 +225,8 @@ def format_table(result: dict) -> str:
             f"  ours' refiner {1e3 * s['refiner']:.2f} ms and head {1e3 * s['head_argmax']:.2f} ms "
             f"(the head as fp32 logits' argmax: {1e3 * s['head_logits']:.2f} ms)",
             f"  floor      {1e3 * s['floor']:9.2f} ms   (the refiner's matmuls at this core's peak "
-            f"fp32 rate, {result['peak_fp32_macs_per_second'] / 1e9:.0f} GMAC/s, + the head's int8 product: {result['speedup_at_floor']:.1f}x at most)",
+            f"fp32 rate, {result['peak_fp32_macs_per_second'] / 1e9:.0f} GMAC/s, + the head's "
+            f"int8 product: {result['speedup_at_floor']:.1f}x at most)",
             f"  same decoded text in {100 * result['same_text']:.0f}% of round trips",
             load_line(result["env"]),
         ]

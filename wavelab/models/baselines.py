@@ -8,9 +8,9 @@ Both code the same frozen-encoder hidden states h (B, T, d) and decode through t
   With ``pca_block_mean``, each code also carries one d-vector: what the decoded states' mean
   over the block's real tokens misses of h's, quantized at ``pca_block_mean_bits`` (default
   ``value_bits``). The decoder adds it to every real state, so the decoded block mean, the
-  sentence embedding of a mean-pooling encoder, is the original's up to that quantization. (It is, up to scale, the coarsest band of
-  a full-depth Haar transform over the real tokens: the part of the wavelet code that carries the
-  embedding.)
+  sentence embedding of a mean-pooling encoder, is the original's up to that quantization. (It
+  is, up to scale, the coarsest band of a full-depth Haar transform over the real tokens: the
+  part of the wavelet code that carries the embedding.)
 * ``scalar``: every coefficient of h quantized at ``value_bits``; no sparsification at all.
 
 Both return a ``WavGPTOutput``; its ``coeffs``/``keep``/``kept`` are in the coder's own
