@@ -13,10 +13,10 @@ import tempfile
 
 import torch
 
-from wavelab.codec.api import WavGPTCodec
-from wavelab.compose import compose
-from wavelab.config import instantiate
+from wavelab.core.compose import compose
+from wavelab.core.config import instantiate
 from wavelab.data.corpora import shakespeare_complete_works
+from wavelab.wavgpt.codec.api import WavGPTCodec
 
 WIDTHS = ((16, "code"), (8, "code"), (8, "band"), (4, "code"), (4, "band"))
 

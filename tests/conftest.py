@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from tiny_encoder import save_tiny_encoder
 
-from wavelab.compose import compose
+from wavelab.core.compose import compose
 from wavelab.data.corpora import shakespeare_complete_works
 
 REPO = Path(__file__).resolve().parents[1]

@@ -116,7 +116,7 @@ CASES = {
     "sample max_new_tokens": ("sample", ["ckpt_path={gpt}", "max_new_tokens=-1"], ["max_new"]),
     "sample num_samples": ("sample", ["ckpt_path={gpt}", "num_samples=0"], ["num_samples=0"]),
     "sample device": ("sample", ["ckpt_path={gpt}", "device=tpu"], ["device", "tpu"]),
-    "sample wavgpt": ("sample", ["ckpt_path={wavgpt}"], ["WavGPT", "wavelab.codec"]),
+    "sample wavgpt": ("sample", ["ckpt_path={wavgpt}"], ["WavGPT", "wavelab.wavgpt.codec"]),
     "sample ckpt text": ("sample", ["ckpt_path={text}"], ["ckpt_path", "notes.ckpt"]),
     "sample ckpt missing": ("sample", ["ckpt_path={missing}"], ["missing.ckpt"]),
 }

@@ -1,4 +1,4 @@
-"""Bad input to ``python -m wavelab.codec`` and ``python -m wavelab.plots``, as a user gives it:
+"""Bad input to ``python -m wavelab.wavgpt.codec`` and ``python -m wavelab.wavgpt.plots``, as a user gives it:
 exit code 2, one line naming the key or file and the bad value, no traceback, nothing written."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from conftest import assert_clean_error
 from torch.utils.data import DataLoader
 from wavgpt_checkpoint import fit_checkpoint
 
-from wavelab.codec import WavGPTCodec
-from wavelab.lit.lm import LanguageModelModule
+from wavelab.wavegpt.module import LanguageModelModule
+from wavelab.wavgpt.codec import WavGPTCodec
 
 
 @pytest.fixture(scope="module")
@@ -77,114 +77,130 @@ def gpt_checkpoint(path: Path) -> Path:
 
 # (entry, arguments with {placeholders} from `files`, names the error line must hold)
 CASES = {
-    "codec-no-ckpt_path": ("codec", ["encode", "text=hi"], ["ckpt_path"]),
+    "codec-no-ckpt_path": ("wavgpt.codec", ["encode", "text=hi"], ["ckpt_path"]),
     "codec-ckpt-missing": (
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path=/no/such.ckpt", "text=hi"],
         ["ckpt_path", "/no/such.ckpt"],
     ),
     "codec-ckpt-is-text": pytest.param(
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path={text_ckpt}", "text=hi"],
         ["ckpt_path", "notes.ckpt"],
     ),
     "codec-ckpt-truncated": pytest.param(
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path={truncated_ckpt}", "text=hi"],
         ["ckpt_path", "cut.ckpt"],
     ),
     "codec-gpt-ckpt": (
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path={gpt_ckpt}", "text=hi"],
         ["ckpt_path", "gpt.ckpt", "LanguageModelModule", "wavelab.sample"],
     ),
-    "codec-unknown-verb": ("codec", ["compress", "ckpt_path={ckpt}"], ["verb", "compress"]),
-    "codec-no-verb": ("codec", ["ckpt_path={ckpt}", "text=hi"], ["verb", "encode, decode"]),
-    "codec-encode-no-text": ("codec", ["encode", "ckpt_path={ckpt}"], ["text"]),
+    "codec-unknown-verb": ("wavgpt.codec", ["compress", "ckpt_path={ckpt}"], ["verb", "compress"]),
+    "codec-no-verb": ("wavgpt.codec", ["ckpt_path={ckpt}", "text=hi"], ["verb", "encode, decode"]),
+    "codec-encode-no-text": ("wavgpt.codec", ["encode", "ckpt_path={ckpt}"], ["text"]),
     "codec-code-and-code_file": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code={corrupt_b64}", "code_file={other_code}"],
         ["code=", "code_file="],
     ),
-    "codec-decode-no-code": ("codec", ["decode", "ckpt_path={ckpt}"], ["code=", "code_file="]),
+    "codec-decode-no-code": (
+        "wavgpt.codec",
+        ["decode", "ckpt_path={ckpt}"],
+        ["code=", "code_file="],
+    ),
     "codec-invalid-base64": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code=not base64!"],
         ["code=", "not base64"],
     ),
     "codec-bad-checksum": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code={corrupt_b64}"],
         ["code=", "checksum"],
     ),
     "codec-truncated-code": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code_file={truncated_code}"],
         ["code_file", "truncated.bin", "length"],
     ),
     "codec-code_file-missing": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code_file=/no/such.bin"],
         ["code_file", "/no/such.bin", "no such file"],
     ),
     "codec-code-from-another-checkpoint": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code_file={other_code}"],
         ["code_file", "other.bin", "compressor fingerprint"],
     ),
     "codec-huge-shape": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code_file={huge_v2}"],
         ["code_file", "huge_v2.bin", "65535", "16777216"],
     ),
     "codec-version-1": (
-        "codec",
+        "wavgpt.codec",
         ["decode", "ckpt_path={ckpt}", "code_file={huge_v1}"],
         ["code_file", "huge_v1.bin", "version 1"],
     ),
     "codec-out-is-a-dir": (
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path={ckpt}", "text=hi", "out=/"],
         ["out=", "directory"],
     ),
     "codec-out-dir-missing": (
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path={ckpt}", "text=hi", "out=/no/such/dir/code.bin"],
         ["out=", "/no/such/dir"],
     ),
     "codec-device-bogus": (
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path={ckpt}", "text=hi", "device=bogus"],
         ["device", "bogus"],
     ),
     "codec-unknown-key": pytest.param(
-        "codec",
+        "wavgpt.codec",
         ["encode", "ckpt_path={ckpt}", "text=hi", "colour=red"],
         ["colour"],
     ),
-    "plots-no-ckpt_path": ("plots", [], ["ckpt_path"]),
-    "plots-ckpt-missing": ("plots", ["ckpt_path=/no/such.ckpt"], ["ckpt_path", "/no/such.ckpt"]),
+    "plots-no-ckpt_path": ("wavgpt.plots", [], ["ckpt_path"]),
+    "plots-ckpt-missing": (
+        "wavgpt.plots",
+        ["ckpt_path=/no/such.ckpt"],
+        ["ckpt_path", "/no/such.ckpt"],
+    ),
     "plots-ckpt-is-text": pytest.param(
-        "plots", ["ckpt_path={text_ckpt}"], ["ckpt_path", "notes.ckpt"]
+        "wavgpt.plots", ["ckpt_path={text_ckpt}"], ["ckpt_path", "notes.ckpt"]
     ),
     "plots-gpt-ckpt": (
-        "plots",
+        "wavgpt.plots",
         ["ckpt_path={gpt_ckpt}", "text_file={text_file}"],
         ["ckpt_path", "gpt.ckpt", "LanguageModelModule"],
     ),
     "plots-out-under-a-file": (
-        "plots",
+        "wavgpt.plots",
         ["ckpt_path={ckpt}", "text_file={text_file}", "out={text_file}/plots"],
         ["out=", "text.txt", "is a file"],
     ),
     "plots-text_file-missing": (
-        "plots",
+        "wavgpt.plots",
         ["ckpt_path={ckpt}", "text_file=/no/such.txt"],
         ["text_file", "/no/such.txt"],
     ),
-    "plots-blocks-zero": ("plots", ["ckpt_path={ckpt}", "blocks=0"], ["blocks", "0"]),
-    "plots-blocks-not-a-number": ("plots", ["ckpt_path={ckpt}", "blocks=abc"], ["blocks", "abc"]),
-    "plots-device-bogus": ("plots", ["ckpt_path={ckpt}", "device=bogus"], ["device", "bogus"]),
+    "plots-blocks-zero": ("wavgpt.plots", ["ckpt_path={ckpt}", "blocks=0"], ["blocks", "0"]),
+    "plots-blocks-not-a-number": (
+        "wavgpt.plots",
+        ["ckpt_path={ckpt}", "blocks=abc"],
+        ["blocks", "abc"],
+    ),
+    "plots-device-bogus": (
+        "wavgpt.plots",
+        ["ckpt_path={ckpt}", "device=bogus"],
+        ["device", "bogus"],
+    ),
 }
 
 

@@ -8,10 +8,10 @@ import lightning as L
 import pytest
 import torch
 
-from wavelab.bench import lm
-from wavelab.config import instantiate
-from wavelab.lit.optim import plain
-from wavelab.models.gpt import GPT, GPTConfig
+from wavelab.core.config import instantiate
+from wavelab.core.optim import plain
+from wavelab.wavegpt import bench as lm
+from wavelab.wavegpt.model import GPT, GPTConfig
 
 TINY = (
     "model.net.n_layer=1",
@@ -96,7 +96,7 @@ def test_lightning_trains_exactly_what_the_bare_loop_trains(corpus_file, cache_d
 def test_the_codec_bench_times_both_round_trips_on_the_same_texts(tiny_encoder_dir):
     """``python -m wavelab.bench codec``: ours and the original procedure decode the same texts
     (an untrained module, but both sides run the same core), and the figures add up."""
-    from wavelab.bench import codec
+    from wavelab.wavgpt.bench import codec
 
     overrides = (
         f"model.encoder.name_or_path={tiny_encoder_dir}",
@@ -121,8 +121,8 @@ def test_the_codec_bench_times_both_round_trips_on_the_same_texts(tiny_encoder_d
 def test_the_codec_floor_counts_every_matrix_product_of_the_refiner():
     """The floor's multiply-adds: the token MLP, then per layer q, k, v, the output projection
     and the feed-forward, at each real token (the attention scores are left out)."""
-    from wavelab.bench.codec import refiner_macs
-    from wavelab.models.wavgpt import Refiner
+    from wavelab.wavgpt.bench.codec import refiner_macs
+    from wavelab.wavgpt.model import Refiner
 
     d, ff, layers, n = 16, 48, 2, 5
     refiner = Refiner(d, layers, heads=2, ff=ff)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from wavgpt_checkpoint import blocks, tiny_module
 
-from wavelab.bench import wavgpt
-from wavelab.compose import compose
-from wavelab.config import instantiate
+from wavelab.core.compose import compose
+from wavelab.core.config import instantiate
+from wavelab.wavgpt.bench import train as wavgpt
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

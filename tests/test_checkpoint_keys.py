@@ -7,7 +7,7 @@ import pytest
 import torch
 from wavgpt_checkpoint import tiny_module
 
-from wavelab.lit.lm import LanguageModelModule
+from wavelab.wavegpt.module import LanguageModelModule
 
 NET = {"block_size": 8, "vocab_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 8}
 OPTIM = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}

@@ -1,4 +1,4 @@
-"""WavGPTCodec and ``python -m wavelab.codec`` on a tiny checkpoint from a real Lightning fit."""
+"""WavGPTCodec and ``python -m wavelab.wavgpt.codec`` on a tiny checkpoint from a real Lightning fit."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from wavgpt_checkpoint import fit_checkpoint
 
-from wavelab.codec import SparseCode, WavGPTCodec, code_bits
-from wavelab.models.distortion import mean_pool
+from wavelab.wavgpt.codec import SparseCode, WavGPTCodec, code_bits
+from wavelab.wavgpt.distortion import mean_pool
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -175,7 +175,7 @@ def test_embeddings_pool_the_states_the_core_decodes(codec, refined):
 
 def test_cli_encode_decode_roundtrip(codec, ckpt, entry):
     out = entry.cwd / "code.bin"
-    result = entry("codec", "encode", f"ckpt_path={ckpt}", f"text={TEXTS[0]}", f"out={out}")
+    result = entry("wavgpt.codec", "encode", f"ckpt_path={ckpt}", f"text={TEXTS[0]}", f"out={out}")
     assert result.returncode == 0, result.stdout + result.stderr
     b64, stats = result.stdout.splitlines()[:2]
     assert base64.b64decode(b64) == out.read_bytes()
@@ -183,7 +183,7 @@ def test_cli_encode_decode_roundtrip(codec, ckpt, entry):
     expected = codec.decode([out.read_bytes()])[0]
     # the bare verb and verb=..., a base64 value (with "=" and "+") and a file
     for args in (["decode", f"code={b64}"], ["verb=decode", f"code_file={out}"]):
-        result = entry("codec", *args, f"ckpt_path={ckpt}")
+        result = entry("wavgpt.codec", *args, f"ckpt_path={ckpt}")
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.strip() == expected
 
@@ -191,14 +191,14 @@ def test_cli_encode_decode_roundtrip(codec, ckpt, entry):
 def test_cli_takes_free_text_literally(ckpt, entry):
     """Commas, quotes, "=" and ${...} in a text: Hydra would read a sweep, refuse or resolve."""
     text = 'it\'s, "he" said = ${oc.env:HOME} \\'
-    result = entry("codec", "roundtrip", f"ckpt_path={ckpt}", f"text={text}")
+    result = entry("wavgpt.codec", "roundtrip", f"ckpt_path={ckpt}", f"text={text}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"text:    {text}\n" in result.stdout
     assert "decoded: " in result.stdout
 
 
 def test_cli_help_lists_the_keys(entry):
-    result = entry("codec", "--help")
+    result = entry("wavgpt.codec", "--help")
     assert result.returncode == 0, result.stderr
     for key in ("verb", "ckpt_path", "text", "out", "code", "code_file", "device"):
         assert f"{key}:" in result.stdout

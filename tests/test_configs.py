@@ -16,8 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from wavelab.config import CONFIG_DIR, instantiate
-from wavelab.errors import ConfigError
+from wavelab.core.config import CONFIG_DIR, instantiate
+from wavelab.core.errors import ConfigError
 from wavelab.run import build_trainer
 
 CONF = Path(CONFIG_DIR)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from wavelab.core.errors import ConfigError
 from wavelab.data import corpora
 from wavelab.data.lm import LMDataModule, WindowDataset, fixed_starts
 from wavelab.data.source import CorpusSource
 from wavelab.data.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
-from wavelab.data.wordpiece import WordPieceDataModule
-from wavelab.errors import ConfigError
+from wavelab.wavgpt.data import WordPieceDataModule
 
 
 def test_windows_line_up():

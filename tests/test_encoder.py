@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 from tiny_encoder import tiny_test_encoder
 
-from wavelab.errors import ConfigError
-from wavelab.models.encoder import DEFAULT_ENCODER, FrozenEncoder, load_tokenizer
+from wavelab.core.errors import ConfigError
+from wavelab.wavgpt.encoder import DEFAULT_ENCODER, FrozenEncoder, load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

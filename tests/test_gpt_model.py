@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from wavelab.callbacks.throughput import flops_per_token
-from wavelab.errors import ConfigError
-from wavelab.lit.lm import LanguageModelModule
-from wavelab.models.gpt import GPT, GPTConfig, WaveNetConfig
+from wavelab.core.errors import ConfigError
+from wavelab.wavegpt.model import GPT, GPTConfig, WaveNetConfig
+from wavelab.wavegpt.module import LanguageModelModule
 
 T, V = 16, 23
 

@@ -19,8 +19,8 @@ ENTRIES = {
     "wavelab.eval",
     "wavelab.sample",
     "wavelab.report",
-    "wavelab.codec.__main__",
-    "wavelab.plots.__main__",
+    "wavelab.wavgpt.codec.__main__",
+    "wavelab.wavgpt.plots.__main__",
     "wavelab.bench.__main__",
 }
 
@@ -134,9 +134,9 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_graph_holds_every_module_and_known_edges(graph):
     assert ENTRIES <= set(graph)
-    assert "wavelab.sparse_code" in graph["wavelab.lit.wavgpt"]
-    assert "wavelab.lit.wavgpt" in graph["wavelab.codec.api"]  # a lazy import
-    assert "wavelab.codec" in graph["wavelab.callbacks.wavgpt_plots"]
+    assert "wavelab.wavgpt.code.sparse_code" in graph["wavelab.wavgpt.module"]
+    assert "wavelab.wavgpt.module" in graph["wavelab.wavgpt.codec.api"]  # a lazy import
+    assert "wavelab.wavgpt.codec" in graph["wavelab.wavgpt.plots_callback"]
 
 
 def test_no_import_cycles(graph):
@@ -149,9 +149,13 @@ def test_no_module_imports_an_entry_point(graph):
 
 
 def test_the_format_imports_no_model_or_lightning_code():
-    tree = ast.parse((PACKAGE / "sparse_code.py").read_text())
-    names = imported_names(tree, "wavelab.sparse_code", is_package=False)
+    tree = ast.parse((PACKAGE / "wavgpt" / "code" / "sparse_code.py").read_text())
+    names = imported_names(tree, "wavelab.wavgpt.code.sparse_code", is_package=False)
     # Its own parts only: the value quantization and the position coding, never a model.
-    own = ("wavelab.quantize", "wavelab.position_coding", "wavelab.sparse_code_v2")
+    own = (
+        "wavelab.wavgpt.code.quantize",
+        "wavelab.wavgpt.code.positions",
+        "wavelab.wavgpt.code.sparse_code_v2",
+    )
     foreign = {n for n in names if n.startswith(("wavelab.", "lightning"))}
     assert not {n for n in foreign if not n.startswith(own)}, names

@@ -136,7 +136,9 @@ def kill_during_a_save(proc: subprocess.Popen, directory: Path, timeout: float =
     """SIGKILLs ``proc`` while it writes a file in ``directory``. The process is stopped
     (SIGSTOP) at each look, so a save seen in progress is still in progress when the kill lands,
     however busy the machine."""
-    temp_suffix = f".tmp{proc.pid}"  # wavelab.atomic's temp name: this process's, not a leftover
+    temp_suffix = (
+        f".tmp{proc.pid}"  # wavelab.core.atomic's temp name: this process's, not a leftover
+    )
     deadline = time.monotonic() + timeout
     while True:
         os.kill(proc.pid, signal.SIGSTOP)

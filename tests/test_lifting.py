@@ -4,8 +4,8 @@ import pywt
 import torch
 from wavgpt_helpers import randomize_lifting_
 
-from wavelab.errors import ConfigError
-from wavelab.models.lifting import LiftingDWT, band_index, max_levels
+from wavelab.core.errors import ConfigError
+from wavelab.wavgpt.lifting import LiftingDWT, band_index, max_levels
 
 
 @pytest.mark.parametrize(("T", "levels"), [(2, 1), (8, 3), (32, None), (48, 2), (256, None)])

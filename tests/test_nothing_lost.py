@@ -21,9 +21,9 @@ import torch
 import yaml
 from conftest import LM_SMALL
 
-from wavelab.config import instantiate
-from wavelab.errors import DIVERGED_EXIT
-from wavelab.loggers import ResumableCSVLogger
+from wavelab.core.config import instantiate
+from wavelab.core.errors import DIVERGED_EXIT
+from wavelab.core.loggers import ResumableCSVLogger
 from wavelab.run import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import compose_config
 
-from wavelab.config import CONFIG_DIR
+from wavelab.core.config import CONFIG_DIR
 from wavelab.run import train
 
 MODELS = ["gpt", "wavegpt", "wavgpt"]
@@ -48,7 +48,7 @@ def test_precision_trains_with_default_clipping(make_cfg, model, precision):
 @pytest.mark.parametrize("model", ["gpt", "wavgpt"])
 def test_float16_with_grad_scaler_trains_with_default_clipping(make_cfg, model):
     plugins = (
-        "trainer.plugins=[{_target_: wavelab.checkpoint_io.AtomicCheckpointIO}, "
+        "trainer.plugins=[{_target_: wavelab.core.checkpoint_io.AtomicCheckpointIO}, "
         "{_target_: lightning.pytorch.plugins.precision.MixedPrecision, "
         "precision: 16-mixed, device: cpu}]"
     )
@@ -65,7 +65,7 @@ def test_fused_adamw_stays_on_wherever_lightning_allows_it(precision, clip, fuse
     import lightning as L
     import torch
 
-    from wavelab.lit.optim import build_optimizer
+    from wavelab.core.optim import build_optimizer
 
     trainer = L.Trainer(
         accelerator="cpu", precision=precision, gradient_clip_val=clip, logger=False

@@ -14,13 +14,13 @@ from conftest import assert_clean_error
 from tiny_encoder import TINY_VOCAB
 from wavgpt_checkpoint import tiny_module
 
-from wavelab.checkpoints import load_module
-from wavelab.errors import ConfigError
-from wavelab.models.baselines import PCACore, ScalarCore
-from wavelab.models.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
-from wavelab.models.wavgpt import WavGPTConfig
+from wavelab.core.checkpoints import load_module
+from wavelab.core.errors import ConfigError
 from wavelab.run import train
-from wavelab.text_rates import reference_bits_per_token
+from wavelab.wavgpt.baselines import PCACore, ScalarCore
+from wavelab.wavgpt.code.text_rates import reference_bits_per_token
+from wavelab.wavgpt.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
+from wavelab.wavgpt.model import WavGPTConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -279,7 +279,7 @@ def _batches(items):
 
 
 def test_the_codec_refuses_a_baseline(tiny_encoder_dir):
-    from wavelab.codec.api import WavGPTCodec
+    from wavelab.wavgpt.codec.api import WavGPTCodec
 
     module = tiny_module(tiny_encoder_dir, coder="scalar")
     with pytest.raises(ConfigError, match=r"model.coder='scalar'.*wavelet codes only"):

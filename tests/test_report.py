@@ -13,7 +13,7 @@ import struct
 import pytest
 import yaml
 
-from wavelab.errors import ConfigError
+from wavelab.core.errors import ConfigError
 from wavelab.report import PANEL_INCHES, format_x_axis, load_jobs, read_curve, report
 
 # (model, seed) -> final val/loss of a made-up 2 x 3 sweep

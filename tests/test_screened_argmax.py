@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from wavelab.models.encoder import DEFAULT_ENCODER, FrozenEncoder, load_tokenizer
-from wavelab.models.screened_argmax import ScreenedArgmax
+from wavelab.wavgpt.encoder import DEFAULT_ENCODER, FrozenEncoder, load_tokenizer
+from wavelab.wavgpt.screened_argmax import ScreenedArgmax
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -17,9 +17,9 @@ import yaml
 from conftest import Entry, assert_clean_error
 from tiny_runs import tiny_gpt_run, write_corpus
 
-from wavelab.checkpoints import load_module
-from wavelab.errors import ConfigError
-from wavelab.lit.records import MODULE_KEY
+from wavelab.core.checkpoints import load_module
+from wavelab.core.errors import ConfigError
+from wavelab.core.records import MODULE_KEY
 
 MODEL = {"run": ["model=gpt"], "eval": [], "sample": []}
 
@@ -50,7 +50,11 @@ def marker(tmp_path) -> Path:
 
 def pickled_checkpoint(path: Path, marker: Path) -> Path:
     torch.save(
-        {"state_dict": {}, MODULE_KEY: "wavelab.lit.lm:LanguageModelModule", "x": Payload(marker)},
+        {
+            "state_dict": {},
+            MODULE_KEY: "wavelab.wavegpt.module:LanguageModelModule",
+            "x": Payload(marker),
+        },
         path,
     )
     return path

@@ -9,15 +9,15 @@ import pytest
 import torch
 from wavgpt_helpers import small_config
 
-from wavelab.models.wavgpt import WavGPTCore
-from wavelab.position_coding import band_bounds, encode_positions
-from wavelab.sparse_code import (
+from wavelab.wavgpt.code.positions import band_bounds, encode_positions
+from wavelab.wavgpt.code.sparse_code import (
     MAX_COEFFICIENTS,
     SparseCode,
     code_bits,
     overhead_bytes,
     sent_bits,
 )
+from wavelab.wavgpt.model import WavGPTCore
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

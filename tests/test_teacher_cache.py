@@ -15,10 +15,10 @@ import torch
 from conftest import REPO, WAVGPT_SMALL, assert_clean_error
 from wavgpt_helpers import small_config, tiny_batch, tiny_encoder
 
-from wavelab.data import teacher_cache
-from wavelab.errors import ConfigError
-from wavelab.models.distill import TeacherTopK, full_kl, sparse_kd_and_ce, teacher_topk
-from wavelab.models.wavgpt import distillation_loss
+from wavelab.core.errors import ConfigError
+from wavelab.wavgpt import teacher_cache
+from wavelab.wavgpt.distill import TeacherTopK, full_kl, sparse_kd_and_ce, teacher_topk
+from wavelab.wavgpt.model import distillation_loss
 
 TAU = 2.0
 
@@ -225,8 +225,8 @@ BUILD = textwrap.dedent(
     from pathlib import Path
     from test_teacher_cache import blocks
     from wavgpt_helpers import tiny_encoder
-    from wavelab.data import teacher_cache
-    from wavelab.models.distill import teacher_topk
+    from wavelab.wavgpt import teacher_cache
+    from wavelab.wavgpt.distill import teacher_topk
 
     encoder = tiny_encoder()
     real = teacher_cache._fill_split

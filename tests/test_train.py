@@ -10,7 +10,7 @@ import torch
 from conftest import assert_clean_error
 from omegaconf import OmegaConf
 
-from wavelab.errors import ConfigError
+from wavelab.core.errors import ConfigError
 from wavelab.eval import evaluate
 from wavelab.run import train
 from wavelab.sample import sample

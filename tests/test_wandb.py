@@ -11,10 +11,10 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-import wavelab.config
+import wavelab.core.config
 from wavelab.callbacks.media import log_images
-from wavelab.hydra_callbacks import swept_keys
-from wavelab.loggers import (
+from wavelab.core.hydra_callbacks import swept_keys
+from wavelab.core.loggers import (
     RUN_ID_FILE,
     build_loggers,
     finish_wandb,
@@ -70,8 +70,8 @@ class PlotEveryValidation(L.Callback):
 def test_samples_accumulate_in_one_table_and_plots_become_images(make_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     # A test-only callback: let wavelab build it, as it would one of conf/'s own.
-    allowed = wavelab.config.ALLOWED_TARGETS | {"test_wandb.PlotEveryValidation"}
-    monkeypatch.setattr(wavelab.config, "ALLOWED_TARGETS", allowed)
+    allowed = wavelab.core.config.ALLOWED_TARGETS | {"test_wandb.PlotEveryValidation"}
+    monkeypatch.setattr(wavelab.core.config, "ALLOWED_TARGETS", allowed)
     cfg = make_cfg(
         "model=gpt",
         "logger=wandb",

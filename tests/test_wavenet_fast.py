@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wavelab.models.gpt import GPT, GPTConfig, WaveNetBranch, WaveNetConfig, WaveNetLayer
+from wavelab.wavegpt.model import GPT, GPTConfig, WaveNetBranch, WaveNetConfig, WaveNetLayer
 
 C = 16
 

@@ -10,8 +10,8 @@ from wavgpt_helpers import (
     tiny_encoder,
 )
 
-from wavelab.errors import ConfigError
-from wavelab.models.wavgpt import (
+from wavelab.core.errors import ConfigError
+from wavelab.wavgpt.model import (
     FrequencyFilter,
     Refiner,
     WavGPTConfig,

@@ -1,4 +1,4 @@
-"""WavGPT's plots and reconstruction callbacks in a real tiny fit, and ``python -m wavelab.plots``."""
+"""WavGPT's plots and reconstruction callbacks in a real tiny fit, and ``python -m wavelab.wavgpt.plots``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from wavgpt_checkpoint import fit_checkpoint
 
-from wavelab.callbacks.wavgpt_plots import Reconstructions, WavGPTPlots
-from wavelab.config import instantiate
-from wavelab.plots import FIGURES, tiling
+from wavelab.core.config import instantiate
+from wavelab.wavgpt.plots import FIGURES, tiling
+from wavelab.wavgpt.plots_callback import Reconstructions, WavGPTPlots
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -36,7 +36,9 @@ def test_command_renders_a_checkpoint(tiny_encoder_dir, tmp_path, entry):
     text = tmp_path / "text, with a comma.txt"  # file names are taken literally
     text.write_text("To be, or not to be: that is the question.\n\n" * 40)
     out = tmp_path / "p"
-    result = entry("plots", f"ckpt_path={ckpt}", f"text_file={text}", "blocks=4", f"out={out}")
+    result = entry(
+        "wavgpt.plots", f"ckpt_path={ckpt}", f"text_file={text}", "blocks=4", f"out={out}"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     printed = [line for line in result.stdout.split() if line.endswith(".png")]
     # without a learned filter there are no band importances to draw
@@ -45,7 +47,7 @@ def test_command_renders_a_checkpoint(tiny_encoder_dir, tmp_path, entry):
 
 
 def test_command_help_lists_the_keys(entry):
-    result = entry("plots", "--help")
+    result = entry("wavgpt.plots", "--help")
     assert result.returncode == 0, result.stderr
     for key in ("ckpt_path", "out", "text_file", "blocks", "device"):
         assert f"{key}:" in result.stdout

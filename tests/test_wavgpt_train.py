@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from wavelab.checkpoints import load_module
-from wavelab.errors import ConfigError
+from wavelab.core.checkpoints import load_module
+from wavelab.core.errors import ConfigError
 from wavelab.run import train
 
 CODE_METRICS = ("val/keep_ratio", "val/bits_per_token", "val/compression_vs_fp32")
@@ -65,7 +65,7 @@ def test_baselines_train(make_cfg, baseline):
 
 
 def test_the_learned_lifting_can_learn_slower(make_cfg):
-    from wavelab.config import instantiate
+    from wavelab.core.config import instantiate
 
     def groups(*overrides):
         module = instantiate(make_cfg("model=wavgpt", "model.optimizer.lr=0.002", *overrides).model)

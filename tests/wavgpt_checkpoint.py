@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 from wavgpt_helpers import tiny_batch
 
-from wavelab.lit.wavgpt import WavGPTModule
+from wavelab.wavgpt.module import WavGPTModule
 
 T = 32
 

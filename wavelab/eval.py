@@ -2,7 +2,7 @@
 
 The data config defaults to the one the checkpoint's run was trained with (its ``.hydra/``);
 ``data=...`` overrides it. That saved file may come from a downloaded run dir, so the objects it
-names are built only if conf/ names them too (wavelab.config.instantiate).
+names are built only if conf/ names them too (wavelab.core.config.instantiate).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.cli import hydra_entry, quiet_lightning
-from wavelab.config import CONFIG_DIR, check_targets, instantiate
-from wavelab.errors import ConfigError
+from wavelab.core.cli import hydra_entry, quiet_lightning
+from wavelab.core.config import CONFIG_DIR, check_targets, instantiate
+from wavelab.core.errors import ConfigError
 
 log = logging.getLogger("wavelab.eval")
 
@@ -45,7 +45,7 @@ def check_data_choice(cfg: DictConfig) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_data_choice(cfg)
-    from wavelab.checkpoints import load_module, resolve_ckpt_path
+    from wavelab.core.checkpoints import load_module, resolve_ckpt_path
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
     module = load_module(ckpt)

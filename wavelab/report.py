@@ -36,8 +36,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.cli import bare_word_as, hydra_entry
-from wavelab.errors import ConfigError
+from wavelab.core.cli import bare_word_as, hydra_entry
+from wavelab.core.errors import ConfigError
 
 log = logging.getLogger("wavelab.report")
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from wavelab.cli import hydra_entry, one_line, print_config_tree, quiet_lightning, user_error
-from wavelab.config import check_number, instantiate
-from wavelab.errors import DIVERGED_EXIT, ConfigError, TrainingDiverged
+from wavelab.core.cli import hydra_entry, one_line, print_config_tree, quiet_lightning, user_error
+from wavelab.core.config import check_number, instantiate
+from wavelab.core.errors import DIVERGED_EXIT, ConfigError, TrainingDiverged
 
 # Lightning, torch and the models are imported inside the functions that run, so that --help
 # and config errors answer in about a second instead of after seconds of imports.
@@ -53,7 +53,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     the run's, so the original command plus ``resume_dir=`` works, but a run cannot switch groups
     half-way. Training restarts from ``<run dir>/checkpoints/last.ckpt`` unless ``ckpt_path`` is
     given, and writes into the same run dir. The saved config is a file from disk: the objects it
-    names are built only if conf/ names them too (wavelab.config.instantiate).
+    names are built only if conf/ names them too (wavelab.core.config.instantiate).
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -114,7 +114,7 @@ def check_values(cfg: DictConfig) -> None:
     check_number(cfg, "model.optimizer.lr", minimum=0, exclusive=True)
     check_number(cfg, "model.keep_ratio")  # its range is WavGPTConfig's to check
     if OmegaConf.select(cfg, "model.value_bits") is not None:  # WavGPT: before any data is cached
-        from wavelab.quantize import check_value_bits, check_value_scale
+        from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
 
         check_value_bits(cfg.model.value_bits)
         check_value_scale(cfg.model.get("value_scale", "code"))
@@ -123,7 +123,7 @@ def check_values(cfg: DictConfig) -> None:
 def check_resume_checkpoint(cfg: DictConfig) -> dict | None:
     """The ``ckpt_path`` checkpoint, if any, checked against the config before Lightning sees it:
     a readable wavelab checkpoint of the configured model class, with steps left to train."""
-    from wavelab.checkpoints import KNOWN_MODULES, module_name, read_checkpoint
+    from wavelab.core.checkpoints import KNOWN_MODULES, module_name, read_checkpoint
 
     if not cfg.get("ckpt_path"):
         return None
@@ -183,7 +183,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from wavelab.loggers import build_loggers
+    from wavelab.core.loggers import build_loggers
 
     callbacks = [
         instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c
@@ -251,8 +251,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     import lightning as L
 
-    from wavelab.checkpoints import check_state_matches
-    from wavelab.loggers import finish_wandb
+    from wavelab.core.checkpoints import check_state_matches
+    from wavelab.core.loggers import finish_wandb
 
     quiet_lightning()
     # The job's own config, for showing and logging: a config composed with its hydra node

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from wavelab.cli import hydra_entry
-from wavelab.config import check_number
-from wavelab.errors import ConfigError
+from wavelab.core.cli import hydra_entry
+from wavelab.core.config import check_number
+from wavelab.core.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -25,13 +25,13 @@ def sample(cfg: DictConfig) -> list[str]:
     check_values(cfg)
     import torch
 
-    from wavelab.checkpoints import KNOWN_MODULES, load_module, module_name, read_checkpoint
+    from wavelab.core.checkpoints import KNOWN_MODULES, load_module, module_name, read_checkpoint
 
     kind = KNOWN_MODULES[module_name(read_checkpoint(cfg.ckpt_path), cfg.ckpt_path)][2]
     if kind != "GPT":
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path!r} is a {kind} checkpoint: it encodes and decodes text "
-            "rather than generating it; use python -m wavelab.codec"
+            "rather than generating it; use python -m wavelab.wavgpt.codec"
         )
     device = cfg.device
     if device == "auto":

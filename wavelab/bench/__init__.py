@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.errors import ConfigError
+from wavelab.core.errors import ConfigError
 
 log = logging.getLogger("wavelab.bench")
 T = TypeVar("T")

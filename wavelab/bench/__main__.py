@@ -18,14 +18,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from wavelab.bench import check_settings
-from wavelab.cli import USER_ERROR_EXIT, bare_word_as, hydra_entry, quiet_lightning
-from wavelab.config import CONFIG_DIR
+from wavelab.core.cli import USER_ERROR_EXIT, bare_word_as, hydra_entry, quiet_lightning
+from wavelab.core.config import CONFIG_DIR
 
 # bench= option -> the module that runs it (imported only when chosen: they pull in Lightning)
 BENCHMARKS = {
-    "lm": "wavelab.bench.lm",
-    "wavgpt": "wavelab.bench.wavgpt",
-    "codec": "wavelab.bench.codec",
+    "lm": "wavelab.wavegpt.bench",
+    "wavgpt": "wavelab.wavgpt.bench.train",
+    "codec": "wavelab.wavgpt.bench.codec",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 
-from wavelab.errors import ConfigError
+from wavelab.core.errors import ConfigError
 
 
 class EveryNValidations(L.Callback):

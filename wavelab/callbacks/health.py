@@ -22,7 +22,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from wavelab.errors import TrainingDiverged
+from wavelab.core.errors import TrainingDiverged
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ the killed process wrote after that checkpoint must go, or the run dir holds it 
 - rows of ``csv/metrics.csv`` logged at or after the checkpoint's step (they are logged again);
 - checkpoints the restored ModelCheckpoint does not track: a kill between saving a new best and
   deleting the old one leaves two "best" files where ``save_top_k=1`` promises one;
-- temp files of saves that a kill interrupted (``.<name>.tmp<pid>``, see :mod:`wavelab.atomic`).
+- temp files of saves that a kill interrupted (``.<name>.tmp<pid>``, see :mod:`wavelab.core.atomic`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from wavelab.atomic import remove_stale_temp_files
-from wavelab.loggers import ResumableCSVLogger
+from wavelab.core.atomic import remove_stale_temp_files
+from wavelab.core.loggers import ResumableCSVLogger
 
 log = logging.getLogger(__name__)
 

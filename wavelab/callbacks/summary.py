@@ -16,8 +16,8 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from wavelab import atomic
-from wavelab.errors import TrainingDiverged
+from wavelab.core import atomic
+from wavelab.core.errors import TrainingDiverged
 
 
 def job_overrides(run_dir: Path) -> list[str]:

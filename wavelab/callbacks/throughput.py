@@ -2,8 +2,8 @@
 
 Rates are measured between logging steps and exclude validation. FLOPs per token come from the
 module's ``flops_per_token()`` if it has one, else from the GPT formula when the module wraps a
-``wavelab.models.gpt.GPT`` (WaveGPT's branch is counted in its 6N), else MFU is not logged. MFU
-needs the device's peak in wavelab.flops, so on CPUs only the rates are logged.
+``wavelab.wavegpt.model.GPT`` (WaveGPT's branch is counted in its 6N), else MFU is not logged. MFU
+needs the device's peak in wavelab.core.flops, so on CPUs only the rates are logged.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 import lightning as L
 import torch
 
-from wavelab.flops import gpt_flops_per_token, peak_flops
-from wavelab.models.gpt import GPT
+from wavelab.core.flops import gpt_flops_per_token, peak_flops
+from wavelab.wavegpt.model import GPT
 
 
 def flops_per_token(pl_module: L.LightningModule) -> float | None:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wavelab import atomic
+from wavelab.core import atomic
+from wavelab.core.errors import ConfigError
 from wavelab.data.corpora import load_corpus, sha256_hex
-from wavelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 import urllib.request
 from pathlib import Path
 
-from wavelab import atomic
-from wavelab.errors import ConfigError
+from wavelab.core import atomic
+from wavelab.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

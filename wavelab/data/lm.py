@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from wavelab.core.errors import ConfigError
 from wavelab.data import cache
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.source import CorpusSource
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict, train_tokenizer
-from wavelab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from wavelab.errors import ConfigError
+from wavelab.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

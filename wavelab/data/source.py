@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from wavelab.errors import ConfigError
+from wavelab.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

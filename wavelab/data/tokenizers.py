@@ -10,7 +10,7 @@ from typing import Protocol
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from wavelab.errors import ConfigError
+from wavelab.core.errors import ConfigError
 
 TOKENIZER_KINDS = ("char", "bpe")
 

@@ -1,0 +1,132 @@
+"""Lightning glue for the GPT and WaveGPT language models (the nn.Module is wavelab.wavegpt.model)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric, MinMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from wavelab.core.errors import ConfigError
+from wavelab.core.optim import build_optimizer, build_scheduler, plain
+from wavelab.core.records import RecordsItsClass
+from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
+from wavelab.wavegpt.model import GPT, GPTConfig
+
+
+class LanguageModelModule(RecordsItsClass, L.LightningModule):
+    """Trains ``GPT(GPTConfig(**net))`` on (x_prev, x, y) windows.
+
+    ``tokenizer`` (a ``to_dict()`` of the data's tokenizer) fixes the vocabulary and travels in
+    the checkpoint, so sampling and evaluation need nothing but the checkpoint.
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        scheduler: dict,
+        tokenizer: dict | None = None,
+        compile: bool = False,
+    ):
+        super().__init__()
+        net, optimizer, scheduler, tokenizer = map(plain, (net, optimizer, scheduler, tokenizer))
+        if tokenizer is not None:
+            net = {**net, "vocab_size": tokenizer_from_dict(tokenizer).vocab_size}
+        if net.get("vocab_size") is None:
+            raise ConfigError(
+                "model.net.vocab_size is unset: give it, or pass the data's tokenizer"
+            )
+        self.save_hyperparameters(
+            {
+                "net": net,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "tokenizer": tokenizer,
+                "compile": compile,
+            },
+            logger=False,
+        )
+        self.net = GPT(GPTConfig(**net))
+        self.tokenizer: TextTokenizer | None = tokenizer and tokenizer_from_dict(tokenizer)
+        if compile:  # in place: the weights keep their one state_dict key, net.*
+            self.net.compile()
+
+        vocab = self.net.config.vocab_size
+        self.val_loss = MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes=vocab, average="micro")
+        self.val_loss_best = MinMetric()
+
+    @property
+    def uses_prev_block(self) -> bool:
+        return self.net.mode == "prev_block"
+
+    def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(x, prev_idx=x_prev if self.uses_prev_block else None)[0]
+
+    def _step(self, batch):
+        x_prev, x, y = batch
+        logits, loss = self.net(x, y, prev_idx=x_prev if self.uses_prev_block else None)
+        return logits, loss, y
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        _, loss, _ = self._step(batch)
+        self.log("train/loss", loss.detach(), on_step=True, prog_bar=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        # Lightning's sanity check runs validation before training; don't let it set the best.
+        self.val_loss_best.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        logits, loss, y = self._step(batch)
+        self.val_loss.update(loss, weight=y.numel())
+        self.val_acc.update(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss_best.update(loss)
+        self.log("val/loss", loss, prog_bar=True)
+        metrics = {
+            "val/ppl": torch.exp(loss),
+            "val/acc": self.val_acc.compute(),
+            "val/loss_best": self.val_loss_best.compute(),
+        }
+        if self.tokenizer is not None and self.tokenizer.kind == "char":
+            metrics["val/bpc"] = loss / math.log(2)
+        self.log_dict(metrics)
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    def configure_optimizers(self):
+        opt_cfg = self.hparams.optimizer
+        groups = self.net.optimizer_groups(weight_decay=float(opt_cfg.get("weight_decay", 0.0)))
+        # self._trainer: None outside a Trainer (the bench)
+        optimizer = build_optimizer(opt_cfg, groups, self._trainer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": build_scheduler(optimizer, self.hparams.scheduler),
+        }
+
+    def generate_text(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> str:
+        if self.tokenizer is None:
+            raise ValueError("this model was built without a tokenizer; cannot generate text")
+        ids = self.tokenizer.encode(prompt) or [0]
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)
+        gen = None
+        if seed is not None:
+            gen = torch.Generator(device=self.device).manual_seed(seed)
+        was_training = self.net.training
+        self.net.eval()
+        out = self.net.generate(idx, max_new_tokens, temperature, top_k, generator=gen)
+        self.net.train(was_training)
+        return self.tokenizer.decode(out[0].tolist())

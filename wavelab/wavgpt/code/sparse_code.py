@@ -1,0 +1,538 @@
+"""The WavGPT code: which wavelet coefficients of one block were kept, and their values.
+
+This module is the byte format and its size in bits, nothing else: it imports no model and no
+Lightning code, so training (``val/bits_per_token``) and the codec (``wavelab.wavgpt.codec``) can both
+count bits from the one definition here.
+
+Binary format, version 3, little-endian:
+
+    offset  size  field
+    0       4     magic b"WAVC"
+    4       1     version (3)
+    5       1     value_bits: 16 (fp16), 8 or 4 (integers with scales), 32 (fp32, for v2 codes)
+    6       1     flags: bit 0 scales per band (else one per code)
+    7       1     lifting levels L: the code has G = L + 1 wavelet bands
+    8       1     encoder fingerprint length F in bytes
+    9       2     block_size T
+    11      2     d
+    13      2     n_tokens (real tokens of the block)
+    15      4     k (kept coefficients)
+    19      4     P: bytes of the position stream
+    23      8     compressor fingerprint: the trained lifting, filter and refiner that made the code
+    31      F     encoder fingerprint: the frozen encoder whose hidden states were coded
+    31+F    S     scales: fp16, none at 16 and 32 bits, else 1 (per code) or G (per band)
+    ...     P     positions, entropy-coded (``wavelab.wavgpt.code.positions``: per-band Rice codes)
+    ...     V     values in position order: fp16 or fp32, or ceil(k * bits / 8) bytes of
+                  integers q in [-L, L] (L = 127 or 7; int8, or 4-bit two's complement, high
+                  nibble first), value = q / L * scale of its group (``wavelab.wavgpt.code.quantize``)
+    ...     4     CRC32 of every byte before it
+
+Positions are flat indices t * d + c into the (T, d) coefficient array, in increasing order; the
+bands are row ranges of it (``position_coding.band_bounds``).
+
+Values beyond the value type's range are clamped, never sent as inf: to +-65504 at 16 bits, and
+at 8 and 4 bits the scale is the group's largest |value| rounded up to fp16, itself at most
+65504. ``from_bytes`` refuses non-finite values and non-finite or negative scales.
+
+Version 2 (fp16/bf16/fp32 values, bitmask or fixed-width gap positions) is still read
+(``sparse_code_v2``); version 1 lacked the compressor fingerprint, so a v1 code could not tell
+which trained compressor made it and is refused rather than decoded with whatever checkpoint is
+at hand.
+
+T·d is at most ``MAX_COEFFICIENTS`` (2^24, i.e. 64 MiB as dense float32; a 4096-token block of
+4096-wide states): a short header can not make a reader allocate more than that.
+
+``bits()`` is exactly what ``to_bytes()`` sends and ``sent_bits`` the same for a batch of
+masks; ``code_bits`` is the ideal (log2 C(T·d, k) positions) logged beside it. All count the
+same per-code overhead, ``overhead_bytes``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wavelab.wavgpt.code.positions import (
+    band_bounds,
+    check_levels,
+    decode_positions,
+    encode_positions,
+    position_bits,
+)
+from wavelab.wavgpt.code.quantize import SCALE_BITS, dequantize, fp16_ceil, int_levels, quantize
+from wavelab.wavgpt.code.sparse_code_v2 import check_length_and_crc, read_v2
+
+MAGIC = b"WAVC"
+VERSION = 3
+COMPRESSOR_FINGERPRINT_BYTES = 8
+_HEADER = struct.Struct(f"<4sBBBBBHHHII{COMPRESSOR_FINGERPRINT_BYTES}s")
+_CRC = struct.Struct("<I")
+# Dense (T, d) arrays of a code are at most this big; see the module docstring.
+MAX_COEFFICIENTS = 2**24
+VALUE_BITS = (4, 8, 16, 32)  # 32: fp32, for codes read from version 2 only
+VALUE_SCALES = ("code", "band")
+FP16_MAX = 65504.0
+_BAND_SCALES_FLAG = 0b1
+_MAX_U16 = 2**16 - 1
+
+
+def overhead_bytes(encoder_fingerprint_bytes: int) -> int:
+    """Bytes every code carries besides scales, positions and values: header (compressor
+    fingerprint included), encoder fingerprint and checksum."""
+    return _HEADER.size + encoder_fingerprint_bytes + _CRC.size
+
+
+def scale_count(value_bits: int, value_scale: str, levels: int) -> int:
+    """How many fp16 scales a code sends: none for float values, else one per code or band."""
+    if value_bits >= 16:
+        return 0
+    return levels + 1 if value_scale == "band" else 1
+
+
+def value_bytes(k: int | np.ndarray, value_bits: int) -> int | np.ndarray:
+    return -(-k * value_bits // 8)
+
+
+def check_shape(block_size: int, d: int) -> None:
+    """Raises ValueError unless a (block_size, d) code fits the format."""
+    for name, value in (("block_size", block_size), ("d", d)):
+        if not 1 <= value <= _MAX_U16:
+            raise ValueError(f"{name}={value} is invalid: must be in [1, {_MAX_U16}]")
+    if block_size * d > MAX_COEFFICIENTS:
+        raise ValueError(
+            f"code shape block_size={block_size} x d={d} = {block_size * d} coefficients is "
+            f"invalid: a WavGPT code holds at most {MAX_COEFFICIENTS} (2^24)"
+        )
+
+
+def _values_to_bytes(values: np.ndarray, value_bits: int, scale: np.ndarray | None) -> bytes:
+    """k values (already exact at value_bits) -> their bytes; scale (k,) for the integer widths."""
+    if value_bits == 32:
+        return values.astype("<f4").tobytes()
+    if value_bits == 16:
+        return values.astype("<f2").tobytes()
+    q = _quantized(values, value_bits, scale)
+    if value_bits == 8:
+        return q.astype(np.int8).tobytes()
+    nibbles = np.zeros(len(q) + len(q) % 2, dtype=np.uint8)  # an even count: whole bytes
+    nibbles[: len(q)] = q & 0xF
+    return ((nibbles[0::2] << 4) | nibbles[1::2]).tobytes()
+
+
+def _values_from_bytes(
+    data: bytes, k: int, value_bits: int, scale: np.ndarray | None
+) -> np.ndarray:
+    """Inverse of ``_values_to_bytes``; ValueError for non-finite floats or out-of-range ints."""
+    if value_bits >= 16:
+        values = np.frombuffer(data, "<f4" if value_bits == 32 else "<f2").astype(np.float32)
+        if not np.isfinite(values).all():
+            raise ValueError("corrupt WavGPT code: non-finite values")
+        return values
+    if value_bits == 8:
+        q = np.frombuffer(data, np.int8).astype(np.int64)
+    else:
+        raw = np.frombuffer(data, np.uint8)
+        nibbles = np.stack([raw >> 4, raw & 0xF], axis=1).reshape(-1)[:k].astype(np.int64)
+        q = np.where(nibbles >= 8, nibbles - 16, nibbles)
+    if np.any(np.abs(q) > int_levels(value_bits)):
+        raise ValueError(
+            f"corrupt WavGPT code: {value_bits}-bit values outside "
+            f"[-{int_levels(value_bits)}, {int_levels(value_bits)}]"
+        )
+    return _dequantized(q, value_bits, scale)
+
+
+def _quantized(values: np.ndarray, value_bits: int, scale: np.ndarray) -> np.ndarray:
+    return quantize(torch.from_numpy(values), value_bits, torch.from_numpy(scale)).numpy()
+
+
+def _dequantized(q: np.ndarray, value_bits: int, scale: np.ndarray) -> np.ndarray:
+    # the same torch float32 ops as wavelab.wavgpt.code.quantize.round_values, so a code decodes to exactly
+    # what training's fake_quantize gave
+    return dequantize(torch.from_numpy(q), value_bits, torch.from_numpy(scale)).numpy()
+
+
+def code_bits(
+    k: int | Tensor,
+    T: int,
+    d: int,
+    value_bits: int = 16,
+    header_bits: int = 0,
+    n_scales: int = 0,
+) -> float | Tensor:
+    """Ideal size of a code in bits: header + log2 C(T * d, k) for the positions + k values +
+    ``n_scales`` fp16 scales (``scale_count``).
+
+    Accepts a tensor of per-sample k (for training metrics) and then returns a float64 tensor.
+    """
+    n = T * d
+    if isinstance(k, Tensor):
+        kf = k.double()
+        log_choose = (
+            torch.lgamma(torch.tensor(n + 1.0, dtype=torch.float64))
+            - torch.lgamma(kf + 1)
+            - torch.lgamma(n - kf + 1)
+        )
+    else:
+        kf = float(k)
+        log_choose = math.lgamma(n + 1) - math.lgamma(kf + 1) - math.lgamma(n - kf + 1)
+    return header_bits + log_choose / math.log(2) + kf * value_bits + n_scales * SCALE_BITS
+
+
+def sent_bits(
+    keep: Tensor | np.ndarray,
+    levels: int,
+    value_bits: int,
+    value_scale: str,
+    encoder_fingerprint_bytes: int,
+) -> Tensor:
+    """(B,) float64: exactly ``8 * len(SparseCode.to_bytes())`` of each code of a (B, T, d) keep
+    mask, without building the codes (vectorised over coefficients, one pass per band). The
+    values, n_tokens and fingerprints do not change a code's size, only their widths do."""
+    keep = _as_numpy(keep).astype(bool)
+    B, T, d = keep.shape
+    k = keep.reshape(B, -1).sum(1)
+    fixed = overhead_bytes(encoder_fingerprint_bytes)
+    fixed += scale_count(value_bits, value_scale, levels) * SCALE_BITS // 8
+    position = position_bits(keep.reshape(B, -1), band_bounds(T, d, levels))
+    total = 8 * (fixed + value_bytes(k, value_bits)) + position
+    return torch.from_numpy(total.astype(np.float64))
+
+
+@dataclass(eq=False)
+class SparseCode:
+    """One block's kept coefficients: flat positions (k,) int64 and values (k,) float32.
+
+    Values are rounded to ``value_bits`` on construction (fp16 clamped to its range at 16; at 8
+    and 4 bits quantized against ``scales``, which are computed from the values when not given),
+    so ``values`` is what a receiver decodes and ``from_bytes(to_bytes())`` returns an equal
+    code. ``levels`` gives the wavelet bands (per-band scales and position coding); 0 treats the
+    block as one band. Build codes from dense arrays with ``from_dense``/``from_batch`` and go
+    back with ``to_dense``/``batch_to_dense``; all of them are vectorised over coefficients.
+    """
+
+    block_size: int
+    d: int
+    n_tokens: int
+    positions: np.ndarray
+    values: np.ndarray
+    fingerprint: bytes = b""  # of the frozen encoder
+    value_bits: int = 16
+    compressor: bytes = bytes(COMPRESSOR_FINGERPRINT_BYTES)  # of the trained core
+    value_scale: str = "code"
+    levels: int = 0
+    scales: np.ndarray | None = None  # (scale_count,) fp16 numbers; None: from the values
+
+    def __post_init__(self) -> None:
+        if self.value_bits not in VALUE_BITS:
+            raise ValueError(
+                f"value_bits={self.value_bits!r} is invalid: must be one of {VALUE_BITS}"
+            )
+        if self.value_scale not in VALUE_SCALES:
+            raise ValueError(
+                f"value_scale={self.value_scale!r} is invalid: must be one of {VALUE_SCALES}"
+            )
+        check_shape(self.block_size, self.d)
+        check_levels(self.block_size, self.levels)
+        if not 0 <= self.n_tokens <= self.block_size:
+            raise ValueError(
+                f"n_tokens={self.n_tokens} is invalid: must be in [0, {self.block_size}]"
+            )
+        if isinstance(self.fingerprint, str):
+            self.fingerprint = bytes.fromhex(self.fingerprint)
+        if len(self.fingerprint) > 255:
+            raise ValueError(f"fingerprint has {len(self.fingerprint)} bytes: at most 255 allowed")
+        if isinstance(self.compressor, str):
+            self.compressor = bytes.fromhex(self.compressor)
+        if len(self.compressor) != COMPRESSOR_FINGERPRINT_BYTES:
+            raise ValueError(
+                f"compressor fingerprint has {len(self.compressor)} bytes: exactly "
+                f"{COMPRESSOR_FINGERPRINT_BYTES} needed"
+            )
+        self.positions = np.asarray(self.positions)
+        if self.positions.ndim != 1 or not np.issubdtype(self.positions.dtype, np.integer):
+            raise ValueError(f"positions must be a 1-D integer array, got {self.positions.dtype}")
+        self.positions = self.positions.astype(np.int64)
+        values = np.asarray(self.values, dtype=np.float32)
+        if values.shape != self.positions.shape:
+            raise ValueError(f"{len(self.positions)} positions but values of shape {values.shape}")
+        if np.isnan(values).any():
+            raise ValueError("values must not be NaN")
+        n = self.block_size * self.d
+        if self.k and (
+            self.positions[0] < 0 or self.positions[-1] >= n or np.any(np.diff(self.positions) <= 0)
+        ):
+            raise ValueError(f"positions must be strictly increasing and in [0, {n})")
+        self.scales = self._checked_scales(values)
+        self.values = self._rounded(values)
+
+    @property
+    def k(self) -> int:
+        return len(self.positions)
+
+    @property
+    def fingerprint_hex(self) -> str:
+        return self.fingerprint.hex()
+
+    def _groups(self) -> np.ndarray:
+        """(k,) the scale group of each value: 0, or its band with per-band scales."""
+        if self.value_scale == "code":
+            return np.zeros(self.k, dtype=np.int64)
+        bounds = band_bounds(self.block_size, self.d, self.levels)
+        return np.searchsorted(bounds, self.positions, side="right") - 1
+
+    def _value_scales(self) -> np.ndarray | None:
+        """(k,) the scale of each value at 8 and 4 bits; None for float values."""
+        return self.scales[self._groups()] if self.value_bits < 16 else None
+
+    def _checked_scales(self, values: np.ndarray) -> np.ndarray:
+        """(scale_count,) float32 fp16 numbers: the given scales, or each group's peak |value|
+        rounded up to fp16 (as ``quantize.group_scales`` does in training)."""
+        count = scale_count(self.value_bits, self.value_scale, self.levels)
+        if self.scales is None:
+            peak = np.zeros(count, dtype=np.float32)
+            if count:
+                np.maximum.at(peak, self._groups(), np.abs(values))
+            return fp16_ceil(torch.from_numpy(peak)).numpy()
+        scales = np.asarray(self.scales, dtype=np.float32).reshape(-1)
+        if scales.shape != (count,):
+            raise ValueError(
+                f"{len(scales)} scales given; value_bits={self.value_bits} with "
+                f"value_scale={self.value_scale!r} and levels={self.levels} needs {count}"
+            )
+        if not np.isfinite(scales).all() or np.any(scales < 0):
+            raise ValueError("scales must be finite and >= 0")
+        return np.minimum(scales, FP16_MAX).astype(np.float16).astype(np.float32)
+
+    def _rounded(self, values: np.ndarray) -> np.ndarray:
+        if self.value_bits == 32:
+            if not np.isfinite(values).all():
+                raise ValueError("values must be finite")
+            return values
+        if self.value_bits == 16:
+            return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16).astype(np.float32)
+        scale = self._value_scales()
+        return _dequantized(_quantized(values, self.value_bits, scale), self.value_bits, scale)
+
+    def _header_fields(self) -> tuple:
+        return (
+            self.block_size,
+            self.d,
+            self.n_tokens,
+            self.fingerprint,
+            self.value_bits,
+            self.compressor,
+            self.value_scale,
+            self.levels,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SparseCode):
+            return NotImplemented
+        return (
+            self._header_fields() == other._header_fields()
+            and np.array_equal(self.scales, other.scales)
+            and np.array_equal(self.positions, other.positions)
+            and np.array_equal(self.values, other.values)
+        )
+
+    # --- dense <-> sparse -------------------------------------------------------------------
+
+    @classmethod
+    def from_dense(
+        cls,
+        coeffs: Tensor | np.ndarray,
+        keep: Tensor | np.ndarray,
+        n_tokens: int,
+        fingerprint: bytes | str = b"",
+        value_bits: int = 16,
+        compressor: bytes | str = bytes(COMPRESSOR_FINGERPRINT_BYTES),
+        value_scale: str = "code",
+        levels: int = 0,
+        scales: Tensor | np.ndarray | None = None,
+    ) -> SparseCode:
+        """coeffs (T, d) and a (T, d) keep mask -> the code of the kept coefficients."""
+        coeffs, keep = _as_numpy(coeffs), _as_numpy(keep).astype(bool)
+        if coeffs.ndim != 2 or keep.shape != coeffs.shape:
+            raise ValueError(
+                f"expected (T, d) coeffs and keep mask, got {coeffs.shape} and {keep.shape}"
+            )
+        positions = np.flatnonzero(keep)
+        T, d = coeffs.shape
+        values = coeffs.reshape(-1)[positions]
+        scales = None if scales is None else _as_numpy(scales)
+        return cls(
+            T,
+            d,
+            n_tokens,
+            positions,
+            values,
+            fingerprint,
+            value_bits,
+            compressor,
+            value_scale,
+            levels,
+            scales,
+        )
+
+    @classmethod
+    def from_batch(
+        cls,
+        coeffs: Tensor | np.ndarray,
+        keep: Tensor | np.ndarray,
+        n_tokens: Sequence[int] | Tensor | np.ndarray,
+        scales: Tensor | np.ndarray | None = None,
+        **header,
+    ) -> list[SparseCode]:
+        """coeffs (B, T, d), keep (B, T, d), n_tokens (B,), scales (B, G) or None -> B codes
+        (one loop over B only); ``header``: ``from_dense``'s keywords, the same for every code."""
+        coeffs, keep = _as_numpy(coeffs), _as_numpy(keep)
+        n_tokens = _as_numpy(n_tokens).astype(np.int64)
+        per_code = [None] * len(coeffs) if scales is None else _as_numpy(scales)
+        return [
+            cls.from_dense(c, m, int(n), scales=s, **header)
+            for c, m, n, s in zip(coeffs, keep, n_tokens, per_code, strict=True)
+        ]
+
+    def to_dense(self) -> np.ndarray:
+        """(T, d) float32 with zeros where nothing was kept."""
+        out = np.zeros(self.block_size * self.d, dtype=np.float32)
+        out[self.positions] = self.values
+        return out.reshape(self.block_size, self.d)
+
+    @staticmethod
+    def batch_to_dense(codes: Sequence[SparseCode]) -> np.ndarray:
+        """B codes of one shape -> (B, T, d) float32, with a single scatter."""
+        shapes = {(c.block_size, c.d) for c in codes}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"codes of different shapes (block_size, d) can not be stacked: {shapes}"
+            )
+        (T, d) = shapes.pop()
+        out = np.zeros((len(codes), T * d), dtype=np.float32)
+        rows = np.repeat(np.arange(len(codes)), [c.k for c in codes])
+        out[rows, np.concatenate([c.positions for c in codes])] = np.concatenate(
+            [c.values for c in codes]
+        )
+        return out.reshape(len(codes), T, d)
+
+    # --- binary format ----------------------------------------------------------------------
+
+    def _bounds(self) -> np.ndarray:
+        return band_bounds(self.block_size, self.d, self.levels)
+
+    def bits(self) -> int:
+        """Exact size of ``to_bytes()`` in bits (it codes the positions to count them)."""
+        return 8 * len(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        positions = encode_positions(self.positions, self._bounds())
+        flags = _BAND_SCALES_FLAG if self.value_scale == "band" else 0
+        header = _HEADER.pack(
+            MAGIC,
+            VERSION,
+            self.value_bits,
+            flags,
+            self.levels,
+            len(self.fingerprint),
+            self.block_size,
+            self.d,
+            self.n_tokens,
+            self.k,
+            len(positions),
+            self.compressor,
+        )
+        body = b"".join(
+            [
+                header,
+                self.fingerprint,
+                self.scales.astype("<f2").tobytes(),
+                positions,
+                _values_to_bytes(self.values, self.value_bits, self._value_scales()),
+            ]
+        )
+        return body + _CRC.pack(zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SparseCode:
+        """Parse ``to_bytes()`` output (or a version-2 code); raises ValueError for anything
+        corrupt or unknown.
+
+        The header is checked (version, shape limit, length, checksum) before anything of the
+        size of T·d is allocated."""
+        data = bytes(data)
+        if data[:4] != MAGIC:
+            raise ValueError(f"not a WavGPT code: magic {data[:4]!r}, expected {MAGIC!r}")
+        version = data[4] if len(data) > 4 else None
+        if version == 2:
+            return cls(*read_v2(data, check_shape))
+        if version is not None and version != VERSION:
+            raise ValueError(
+                f"unsupported WavGPT code version {version}: this reader knows versions 2 and "
+                f"{VERSION} (version 1 codes carry no compressor fingerprint; encode the text "
+                "again)"
+            )
+        if len(data) < overhead_bytes(0):
+            raise ValueError(
+                f"truncated WavGPT code: {len(data)} bytes, at least {overhead_bytes(0)} needed"
+            )
+        fields = _HEADER.unpack_from(data)
+        _, _, value_bits, flags, levels, fp_len, T, d, n_tokens, k, position_bytes = fields[:11]
+        compressor = fields[11]
+        check_shape(T, d)
+        check_levels(T, levels)
+        if value_bits not in VALUE_BITS or flags & ~_BAND_SCALES_FLAG:
+            raise ValueError(
+                f"corrupt WavGPT code header: value_bits {value_bits}, flags {flags:#04x}"
+            )
+        if k > T * d:
+            raise ValueError(f"corrupt WavGPT code header: k={k} of {T * d} coefficients")
+        value_scale = "band" if flags & _BAND_SCALES_FLAG else "code"
+        n_scales = scale_count(value_bits, value_scale, levels)
+        expected = (
+            overhead_bytes(fp_len)
+            + n_scales * SCALE_BITS // 8
+            + position_bytes
+            + value_bytes(k, value_bits)
+        )
+        check_length_and_crc(data, expected)
+        offset = _HEADER.size
+        fingerprint = data[offset : offset + fp_len]
+        offset += fp_len
+        scales = np.frombuffer(data, "<f2", n_scales, offset).astype(np.float32)
+        if not np.isfinite(scales).all() or np.any(scales < 0):
+            raise ValueError("corrupt WavGPT code: scales must be finite and >= 0")
+        offset += 2 * n_scales
+        bounds = band_bounds(T, d, levels)
+        positions = decode_positions(data[offset : offset + position_bytes], k, bounds)
+        offset += position_bytes
+        code = cls(
+            T,
+            d,
+            n_tokens,
+            positions,
+            np.zeros(k, np.float32),
+            fingerprint,
+            value_bits,
+            compressor,
+            value_scale,
+            levels,
+            scales,
+        )
+        raw = data[offset : offset + value_bytes(k, value_bits)]
+        code.values = _values_from_bytes(raw, k, value_bits, code._value_scales())
+        return code
+
+
+def _as_numpy(x: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu()
+        return (x.float() if x.is_floating_point() else x).numpy()
+    return np.asarray(x)

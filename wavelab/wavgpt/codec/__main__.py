@@ -1,0 +1,127 @@
+"""``python -m wavelab.wavgpt.codec encode|decode|roundtrip ckpt_path=... ...`` (keys: conf/codec.yaml).
+
+encode prints the code as base64 and its size; decode prints the text; roundtrip both. Every
+user error (bad key value, unreadable or mismatched code, wrong checkpoint) ends as one line
+and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from wavelab.core.cli import bare_word_as, checked_device, hydra_entry, literal_overrides, required
+from wavelab.core.errors import ConfigError
+
+log = logging.getLogger("wavelab.wavgpt.codec")
+
+VERBS = ("encode", "decode", "roundtrip")
+# Keys whose values are free text or file names, passed to Hydra literally.
+LITERAL_KEYS = ("ckpt_path", "text", "out", "code", "code_file")
+
+
+def given(key: str, value: str, limit: int = 40) -> str:
+    """``key=value`` for an error line; a long base64 code is cut, a file name never."""
+    if key == "code" and len(value) > limit:
+        value = value[:limit] + "..."
+    return f"{key}={value!r}"
+
+
+def read_code(cfg: DictConfig):
+    """The code of ``code=`` or ``code_file=``, parsed; ConfigError names the key."""
+    from wavelab.wavgpt.code.sparse_code import SparseCode
+
+    if (cfg.code is None) == (cfg.code_file is None):
+        raise ConfigError("decode needs exactly one of code=BASE64 and code_file=PATH")
+    if cfg.code_file is not None:
+        key, value = "code_file", str(cfg.code_file)
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"code_file={value!r} is invalid: no such file")
+        data = path.read_bytes()
+    else:
+        key, value = "code", str(cfg.code)
+        try:
+            data = base64.b64decode(value, validate=True)
+        except binascii.Error as e:
+            raise ConfigError(f"{given(key, value)} is invalid: not base64 ({e})") from None
+    try:
+        return SparseCode.from_bytes(data)
+    except ValueError as e:
+        raise ConfigError(f"{given(key, value)} is invalid: {e}") from None
+
+
+def checked_out(cfg: DictConfig) -> Path | None:
+    """``out=`` as a path whose dir exists and that is no dir itself; None when not given."""
+    if cfg.out is None:
+        return None
+    out = Path(str(cfg.out)).expanduser()
+    if out.is_dir() or not out.parent.is_dir():
+        problem = "is a directory" if out.is_dir() else f"its directory {out.parent} does not exist"
+        raise ConfigError(f"out={str(cfg.out)!r} is invalid: {problem}; give a file path")
+    return out
+
+
+def run(cfg: DictConfig) -> None:
+    verb = None if OmegaConf.is_missing(cfg, "verb") else cfg.verb
+    if verb not in VERBS:
+        raise ConfigError(f"verb={verb!r} is invalid: use one of {', '.join(VERBS)}")
+    ckpt_path = required(cfg, "ckpt_path")
+    device = checked_device(str(cfg.device))
+    # Everything the user typed is checked before the (slow) checkpoint load.
+    if verb == "decode":
+        code = read_code(cfg)
+    else:
+        text = required(cfg, "text")
+    out = checked_out(cfg) if verb == "encode" else None
+
+    from wavelab.wavgpt.codec.api import WavGPTCodec
+
+    codec = WavGPTCodec.from_checkpoint(ckpt_path, map_location=device)
+    if verb == "decode":
+        try:
+            codec.check(code)
+        except ValueError as e:
+            key = "code_file" if cfg.code_file is not None else "code"
+            value = str(cfg.code_file if cfg.code_file is not None else cfg.code)
+            raise ConfigError(f"{given(key, value)} does not fit ckpt_path: {e}") from None
+        print(codec.decode([code])[0])
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (code,) = codec.encode([text])
+    for w in caught:
+        log.warning("warning: %s", w.message)
+    data = code.to_bytes()
+    if verb == "encode":
+        print(base64.b64encode(data).decode())
+        print(f"# k={code.k} of {code.block_size}x{code.d} coefficients; {codec.size(code)}")
+        if out is not None:
+            out.write_bytes(data)
+            print(f"# wrote {out}")
+        return
+    print(f"text:    {text}")
+    print(f"decoded: {codec.decode([data])[0]}")
+    print(f"code:    k={code.k}; {codec.size(code)}")
+
+
+@hydra_entry("codec")
+def codec_app(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    """Console entry: a leading bare verb becomes ``verb=...``; free-text keys stay literal."""
+    bare_word_as("verb")
+    sys.argv = [sys.argv[0], *literal_overrides(sys.argv[1:], LITERAL_KEYS)]
+    codec_app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""WavGPT's data: text tokenized with the frozen encoder's own tokenizer, in padded blocks.
+
+Paragraphs (blank-line separated) are packed greedily into blocks of at most ``block_size``
+tokens, ``[CLS] ... [SEP]`` included; a paragraph longer than a block is cut into full blocks.
+Blocks thus end with some padding, as real inputs do, and no paragraph is cut where it fits.
+Cached like the character corpora: per split an ``ids`` array (n_blocks × block_size) and a
+``len`` array (real tokens per block), from which the attention mask follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from wavelab.core.errors import ConfigError
+from wavelab.data import cache
+from wavelab.data.lm import fixed_starts
+from wavelab.data.loading import ShardedDataModule
+from wavelab.data.source import CorpusSource
+from wavelab.wavgpt.encoder import load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def frame_blocks(
+    bodies: Sequence[Sequence[int]], block_size: int, cls_id: int, sep_id: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bodies of at most ``block_size - 2`` word pieces -> ``[CLS] body [SEP] [PAD]...`` rows:
+    (n, block_size) ids and (n,) real lengths. The one block layout of training and the codec."""
+    ids = np.full((len(bodies), block_size), pad_id, dtype=np.int64)
+    lengths = np.empty(len(bodies), dtype=np.int64)
+    for i, body in enumerate(bodies):
+        row = [cls_id, *body, sep_id]
+        if len(row) > block_size:
+            raise ValueError(f"a body of {len(body)} word pieces does not fit {block_size} tokens")
+        ids[i, : len(row)] = row
+        lengths[i] = len(row)
+    return ids, lengths
+
+
+def pack_paragraphs(
+    paragraphs: list[list[int]], block_size: int, cls_id: int, sep_id: int, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy packing into (n_blocks, block_size) ids and (n_blocks,) real lengths."""
+    room = block_size - 2
+    blocks: list[list[int]] = []
+    current: list[int] = []
+    for para in paragraphs:
+        if current and len(current) + len(para) > room:
+            blocks.append(current)
+            current = []
+        while len(para) > room:
+            blocks.append(para[:room])
+            para = para[room:]
+        current = current + para
+    if current:
+        blocks.append(current)
+    return frame_blocks(blocks, block_size, cls_id, sep_id, pad_id)
+
+
+# Teacher cache array -> batch key, and the dtype the model reads it in.
+TEACHER_FIELDS = {
+    "h": ("h", torch.float32),
+    "idx": ("teacher_idx", torch.int64),
+    "logp": ("teacher_logp", torch.float32),
+    "rest": ("teacher_rest_logp", torch.float32),
+    "ce": ("teacher_ce", torch.float32),
+}
+
+
+class BlockDataset(Dataset):
+    """Blocks as ``input_ids`` and ``attention_mask``, plus the teacher cache's arrays of the
+    block (``teacher``: ``wavelab.wavgpt.teacher_cache.open_split``) under ``TEACHER_FIELDS``."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        rows: np.ndarray | None = None,
+        teacher: dict[str, np.ndarray] | None = None,
+    ):
+        self.ids, self.lengths, self.teacher = ids, lengths, teacher or {}
+        self.rows = np.arange(len(ids)) if rows is None else rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        r = int(self.rows[i])
+        ids = torch.from_numpy(self.ids[r].astype(np.int64))
+        mask = (torch.arange(len(ids)) < int(self.lengths[r])).long()
+        item = {"input_ids": ids, "attention_mask": mask}
+        for name, array in self.teacher.items():
+            key, dtype = TEACHER_FIELDS[name]
+            item[key] = torch.from_numpy(np.array(array[r])).to(
+                dtype
+            )  # a copy: memmaps are read-only
+        return item
+
+
+class WordPieceDataModule(ShardedDataModule):
+    """A text corpus as padded word-piece blocks with attention masks, for WavGPT.
+
+    ``tokenizer``: the encoder's name or path; ``source``: the corpus keys of ``CorpusSource``.
+    ``teacher_cache``: also serve the frozen teacher's outputs per block (``h`` and the top-K
+    teacher fields of ``TEACHER_FIELDS``) from ``wavelab.wavgpt.teacher_cache``, built on first use
+    by the encoder ``teacher["encoder"]`` (FrozenEncoder kwargs) with ``teacher["top_k"]`` and
+    ``teacher["temperature"]``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str,
+        teacher_cache: bool = False,
+        teacher: dict | None = None,
+        block_size: int = 256,
+        batch_size: int = 8,
+        val_fraction: float = 0.1,
+        num_val_blocks: int = 64,
+        num_workers: int = 0,
+        cache_dir: str = "~/.cache/wavelab",
+        **source,
+    ):
+        super().__init__()
+        if isinstance(teacher, DictConfig):  # checkpoints hold plain data only (weights_only)
+            teacher = OmegaConf.to_container(teacher, resolve=True)
+        self.save_hyperparameters(logger=False)
+        self.source = CorpusSource.from_keys(source, type(self).__name__)
+        if block_size < 4:
+            raise ConfigError(f"data.block_size={block_size} is invalid: must be >= 4")
+        self.check_val_fraction(val_fraction)
+        if teacher_cache and not teacher:
+            raise ConfigError(
+                "data.teacher_cache=true needs data.teacher (encoder, top_k, temperature)"
+            )
+        self.tokenizer = None
+        self.blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.teacher_arrays: dict[str, dict[str, np.ndarray]] = {}
+        self.teacher_meta: dict | None = None  # of the teacher cache entry, once set up
+
+    def _entry(self):
+        h = self.hparams
+        tok = self.tokenizer = self.tokenizer or load_tokenizer(h.tokenizer)
+        vocab = sorted(tok.get_vocab().items())
+        vocab_sha = hashlib.sha256(repr(vocab).encode()).hexdigest()[:12]
+
+        def build(text: str, train_text: str, val_text: str) -> tuple[dict, dict]:
+            arrays = {}
+            for split, part in (("train", train_text), ("val", val_text)):
+                paragraphs = [p for p in re.split(r"\n\s*\n", part) if p.strip()]
+                encoded = tok(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
+                ids, lengths = pack_paragraphs(
+                    encoded, h.block_size, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+                )
+                arrays[f"{split}_ids"], arrays[f"{split}_len"] = ids.ravel(), lengths
+            return arrays, {"vocab_size": len(vocab), "block_size": h.block_size}
+
+        key = f"wordpiece{vocab_sha}-T{h.block_size}-val{h.val_fraction}"
+        need = {"train_len": (h.batch_size, "training blocks"), "val_len": (1, "validation blocks")}
+        setting = f"data.block_size={h.block_size}, data.batch_size={h.batch_size}"
+        return cache.load_or_build(
+            h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build, need, setting
+        )
+
+    def _teacher_entry(self, token_entry, blocks) -> tuple:
+        from wavelab.wavgpt import teacher_cache  # the encoder: only when the cache is asked for
+        from wavelab.wavgpt.encoder import FrozenEncoder
+
+        spec = self.hparams.teacher
+        encoder = FrozenEncoder(**spec["encoder"])
+        return teacher_cache.load_or_build(
+            self.hparams.cache_dir,
+            token_entry,
+            blocks,
+            encoder,
+            spec["top_k"],
+            spec["temperature"],
+        )
+
+    def prepare_data(self) -> None:
+        self.setup()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.blocks:
+            return
+        entry, meta = self._entry()
+        T = self.hparams.block_size
+        blocks = {}
+        for split in ("train", "val"):
+            ids = cache.open_array(entry, meta, f"{split}_ids").reshape(-1, T)
+            blocks[split] = (ids, cache.open_array(entry, meta, f"{split}_len"))
+        if self.hparams.teacher_cache:
+            from wavelab.wavgpt.teacher_cache import open_split
+
+            teacher_entry, self.teacher_meta = self._teacher_entry(entry, blocks)
+            self.teacher_arrays = {
+                split: open_split(teacher_entry, self.teacher_meta, split) for split in blocks
+            }
+        self.blocks = blocks
+        n_train, n_val = len(self.blocks["train"][0]), len(self.blocks["val"][0])
+        fill = self.blocks["train"][1].mean() / T
+        log.info(
+            "corpus: %d train / %d val blocks of %d tokens (%.0f%% real)",
+            n_train,
+            n_val,
+            T,
+            100 * fill,
+        )
+
+    def model_kwargs(self) -> dict:
+        return {}
+
+    def train_dataloader(self) -> DataLoader:
+        teacher = self.teacher_arrays.get("train")
+        return self.train_loader(BlockDataset(*self.blocks["train"], teacher=teacher))
+
+    def val_dataloader(self) -> DataLoader:
+        ids, lengths = self.blocks["val"]
+        rows = fixed_starts(len(ids) + 1, 1, self.hparams.num_val_blocks)  # evenly spaced rows
+        rows = self.shardable(rows, "data.num_val_blocks")
+        return self.loader(BlockDataset(ids, lengths, rows, self.teacher_arrays.get("val")))

@@ -1,0 +1,380 @@
+"""Lightning glue for WavGPT: frozen encoder -> WavGPTCore -> frozen LM head, trained by KD.
+
+The encoder and head never train and their weights stay out of checkpoints (FrozenEncoder keeps
+only its identity and fingerprint there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import lightning as L
+import torch
+from torch import Tensor
+from torchmetrics import MeanMetric, MinMetric
+
+from wavelab.core.errors import ConfigError
+from wavelab.core.optim import build_optimizer, build_scheduler, plain
+from wavelab.core.records import RecordsItsClass
+from wavelab.wavgpt.baselines import build_core
+from wavelab.wavgpt.code.sparse_code import code_bits, overhead_bytes, scale_count, sent_bits
+from wavelab.wavgpt.code.text_rates import reference_bits_per_token
+from wavelab.wavgpt.distill import TeacherTopK, teacher_topk
+from wavelab.wavgpt.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
+from wavelab.wavgpt.encoder import FrozenEncoder
+from wavelab.wavgpt.model import (
+    WavGPTConfig,
+    WavGPTOutput,
+    distillation_loss,
+    masked_mean,
+    token_accuracy,
+)
+
+log = logging.getLogger(__name__)
+
+CORE_KEYS = {f.name for f in dataclasses.fields(WavGPTConfig)}
+# Metrics averaged over real tokens, logged as val/<name>.
+TOKEN_METRICS = ("acc", "acc_unrefined", "acc_orig", "ce", "ce_orig", "kl")
+# Metrics averaged over codes (one per block).
+CODE_METRICS = (
+    "keep_ratio",
+    "bits_per_token",
+    "bits_per_token_ideal",
+    "compression_vs_fp32",
+    "compression_vs_ids",
+)
+
+
+def teacher_argmax(teacher: Tensor | TeacherTopK) -> Tensor:
+    """(B, T) the frozen head's most likely token."""
+    return teacher.argmax if isinstance(teacher, TeacherTopK) else teacher.argmax(-1)
+
+
+def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
+    """(B, T) the frozen head's cross-entropy against the input ids."""
+    if isinstance(teacher, TeacherTopK):
+        return teacher.ce
+    return torch.nn.functional.cross_entropy(teacher.transpose(1, 2), input_ids, reduction="none")
+
+
+# Distortion metrics averaged over validation blocks (models/distortion.py); the *_orig ones are
+# the frozen head on the untouched states, the teacher's ceiling. The embedding is read two ways
+# from one code: from the refined states (cosine, recall_at_1), and from the inverse transform
+# alone (*_unrefined), the states before the refiner that KD and CE train for the head only.
+BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine", "cosine_unrefined")
+# Real training tokens whose hidden states fit the pca coder's basis.
+PCA_FIT_TOKENS = 100_000
+
+
+class WavGPTModule(RecordsItsClass, L.LightningModule):
+    """``encoder``: FrozenEncoder kwargs; ``core``: WavGPTConfig fields (flat in the config)."""
+
+    def __init__(
+        self,
+        encoder: dict,
+        optimizer: dict,
+        scheduler: dict,
+        compile: bool = False,
+        **core,
+    ):
+        super().__init__()
+        encoder, optimizer, scheduler, core = map(plain, (encoder, optimizer, scheduler, core))
+        unknown = sorted(set(core) - CORE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"model.{unknown[0]} is not a WavGPT option; known: {', '.join(sorted(CORE_KEYS))}"
+            )
+        self.save_hyperparameters(
+            {
+                "encoder": encoder,
+                "optimizer": optimizer,
+                "scheduler": scheduler,
+                "compile": compile,
+                **core,
+            },
+            logger=False,
+        )
+        self.cfg = WavGPTConfig(**core)
+        self.encoder = FrozenEncoder(**encoder)
+        if self.cfg.kd == "sparse" and self.cfg.kd_top_k > self.encoder.vocab_size:
+            raise ConfigError(
+                f"model.kd_top_k={self.cfg.kd_top_k} is invalid: the encoder's vocabulary has "
+                f"only {self.encoder.vocab_size} tokens"
+            )
+        self.core = build_core(self.cfg, self.encoder.d)
+        if compile:  # in place: the weights keep their one state_dict key, core.*
+            self.core.compile()
+        self.metrics = torch.nn.ModuleDict(
+            {
+                f"{stage}_{name}": MeanMetric()
+                for stage in ("train", "val")
+                for name in (*TOKEN_METRICS, *CODE_METRICS, "loss")
+            }
+        )
+        self.val_loss_best = MinMetric()
+        self.block_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in BLOCK_METRICS})
+        self._pooled: list[tuple[Tensor, ...]] = []  # (refined, unrefined, original) embeddings
+        self._val_blocks: list[tuple[Tensor, Tensor]] = []  # (input_ids, attention_mask)
+        self._reference_rates: dict[str, float] | None = None  # the same blocks every epoch
+
+    def hidden_states(self, batch: dict) -> Tensor:
+        """(B, T, d) the frozen encoder's states of the batch: from the teacher cache when the
+        batch carries them, else computed."""
+        if "h" in batch:
+            return batch["h"]
+        return self.encoder.hidden(batch["input_ids"], batch["attention_mask"])
+
+    def teacher(self, batch: dict, h: Tensor) -> Tensor | TeacherTopK:
+        """What the loss needs of the frozen head on the untouched states: its top K (from the
+        teacher cache, or computed) for sparse KD, its full logits for ``model.kd=full``."""
+        if "teacher_idx" in batch:
+            return TeacherTopK(
+                batch["teacher_idx"],
+                batch["teacher_logp"],
+                batch["teacher_rest_logp"],
+                batch["teacher_ce"],
+            )
+        logits = self.encoder.logits(h).detach()
+        if self.cfg.kd == "full":
+            return logits
+        return teacher_topk(logits, self.cfg.kd_top_k, self.cfg.kd_temperature, batch["input_ids"])
+
+    def on_fit_start(self) -> None:
+        # The pca coder's basis comes from training states; a resumed run has it already.
+        if self.cfg.coder == "pca" and not self.core.fitted:
+            self.fit_pca(self.trainer.datamodule.train_dataloader())
+        self.check_teacher_cache(getattr(self.trainer.datamodule, "teacher_meta", None))
+
+    def check_teacher_cache(self, meta: dict | None) -> None:
+        """ConfigError unless the datamodule's teacher cache (``meta``; None: none) was made
+        by this model's encoder, K and temperature, for sparse KD."""
+        if meta is None:
+            return
+        if self.cfg.kd == "full":
+            raise ConfigError(
+                "model.kd=full needs the teacher's full logits every step, which the teacher "
+                "cache does not hold: set data.teacher_cache=false, or model.kd=sparse"
+            )
+        key = meta["key"]
+        mine = (self.encoder.fingerprint, self.encoder.layer, self.cfg.kd_top_k)
+        cached = (key["encoder_fingerprint"], key["layer"], key["top_k"])
+        if mine != cached or key["temperature"] != float(self.cfg.kd_temperature):
+            raise ConfigError(
+                f"data.teacher does not match the model: the teacher cache holds encoder "
+                f"{cached[0]} layer {cached[1]}, K={cached[2]}, tau={key['temperature']}; the "
+                f"model has encoder {mine[0]} layer {mine[1]}, model.kd_top_k={mine[2]}, "
+                f"model.kd_temperature={self.cfg.kd_temperature} (data.teacher interpolates "
+                "them from model.*: do not override it apart)"
+            )
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, WavGPTOutput]:
+        """Hidden states of the frozen encoder and everything the core makes of them."""
+        h = self.encoder.hidden(input_ids, attention_mask)
+        return h, self.core(h, attention_mask)
+
+    @torch.no_grad()
+    def fit_pca(self, batches) -> None:
+        """Fits the pca coder's basis on the first ~PCA_FIT_TOKENS real tokens of ``batches``;
+        under DDP rank 0's basis is sent to every rank, so all decode alike."""
+        states, masks, tokens = [], [], 0
+        for batch in batches:
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            states.append(self.hidden_states(batch).float())
+            masks.append(batch["attention_mask"])
+            tokens += int(batch["attention_mask"].sum())
+            if tokens >= PCA_FIT_TOKENS:
+                break
+        self.core.fit(torch.cat(states), torch.cat(masks))
+        if self._trainer is not None:  # None outside a Trainer: one process, nothing to send
+            for buffer in (self.core.mean, self.core.basis, self.core.fitted):
+                buffer.copy_(self._trainer.strategy.broadcast(buffer, src=0))
+        log.info("pca coder: basis of rank %d fitted on %d real tokens", self.core.rank, tokens)
+
+    def code_bits(self, out: WavGPTOutput, sent: bool = False) -> Tensor:
+        """(B,) bits a receiver needs per code. Ideal: the format's overhead (header, both
+        fingerprints, checksum) and scales, as ``SparseCode.to_bytes`` sends them, + positions
+        at log2 C(T·d, k) + values. ``sent``: exactly the bytes ``to_bytes`` writes (entropy-coded
+        positions; a numpy pass over the keep mask per band)."""
+        fingerprint_bytes = len(bytes.fromhex(self.encoder.fingerprint))
+        if self.cfg.coder != "wavelet":  # a dense baseline code: sent = ideal (baselines.py)
+            return self.core.code_bits(out.k, 8 * overhead_bytes(fingerprint_bytes))
+        bits, scale = self.cfg.value_bits, self.cfg.value_scale
+        levels = self.core.dwt.levels
+        if sent:
+            return sent_bits(out.keep, levels, bits, scale, fingerprint_bytes).to(out.k.device)
+        header = 8 * overhead_bytes(fingerprint_bytes)
+        n_scales = scale_count(bits, scale, levels)
+        return code_bits(out.k, self.cfg.block_size, self.encoder.d, bits, header, n_scales)
+
+    def _shared_step(self, batch: dict, stage: str) -> Tensor:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        h = self.hidden_states(batch)
+        out = self.core(h, mask)
+        teacher = self.teacher(batch, h)
+        student = self.encoder.logits(out.refined)
+        loss, terms = distillation_loss(
+            student,
+            teacher,
+            ids,
+            mask,
+            self.cfg,
+            refined=out.refined,
+            target_h=h,
+            approx=out.h_hat,
+        )
+        n_real = mask.sum(1).float()  # (B,)
+        with torch.no_grad():
+            values = {
+                "loss": loss,
+                "kl": terms["kl"],
+                "ce": terms["ce"],
+                "acc": token_accuracy(student, ids, mask),
+                "acc_orig": masked_mean((teacher_argmax(teacher) == ids).float(), mask),
+            }
+            if stage == "val":
+                unrefined = self.encoder.logits(out.h_hat)
+                values["acc_unrefined"] = token_accuracy(unrefined, ids, mask)
+                values["ce_orig"] = masked_mean(teacher_ce(teacher, ids), mask)
+            ideal = self.code_bits(out)  # (B,)
+            # Validation logs the bytes actually sent; a training step keeps the ideal, which
+            # needs no copy of the (B, T, d) mask to the CPU per step.
+            bits = self.code_bits(out, sent=True) if stage == "val" else ideal
+            per_code = {
+                "keep_ratio": out.keep_ratio,
+                "bits_per_token": bits / n_real,
+                "compression_vs_fp32": n_real * self.encoder.d * 32 / bits,
+                "compression_vs_ids": n_real * math.log2(self.encoder.vocab_size) / bits,
+            }
+            if stage == "val":
+                per_code["bits_per_token_ideal"] = ideal / n_real
+        tokens = mask.sum()
+        for name, value in values.items():
+            self.metrics[f"{stage}_{name}"].update(value.detach(), weight=tokens)
+        for name, value in per_code.items():
+            self.metrics[f"{stage}_{name}"].update(value.float())
+        if stage == "val":
+            self.update_distortion(ids, mask, h, out, student, teacher)
+        return loss
+
+    @torch.no_grad()
+    def update_distortion(self, ids, mask, h, out: WavGPTOutput, student, teacher) -> None:
+        """Accumulates the validation blocks' distortion: per-block means, and the pooled
+        embeddings and ids that ``on_validation_epoch_end`` needs all of."""
+        blocks = {
+            "exact_blocks": exact_blocks(student.argmax(-1), ids, mask),
+            "exact_blocks_orig": exact_blocks(teacher_argmax(teacher), ids, mask),
+            "cosine": pooled_cosine(out.refined, h, mask),
+            "cosine_unrefined": pooled_cosine(out.h_hat, h, mask),
+        }
+        for name, value in blocks.items():
+            self.block_metrics[name].update(value.float())
+        self._pooled.append(
+            tuple(mean_pool(states, mask).float() for states in (out.refined, out.h_hat, h))
+        )
+        if self._reference_rates is None:
+            self._val_blocks.append((ids, mask))
+
+    def log_distortion(self) -> None:
+        """val/exact_blocks, val/cosine*, val/recall_at_1* over ALL validation blocks (gathered
+        from every rank) and the text coders' reference rates (ref/*) on the same blocks."""
+        for name, metric in self.block_metrics.items():
+            if metric.update_called:
+                self.log(f"val/{name}", metric.compute())
+            metric.reset()
+        if not self._pooled:
+            return
+        refined, unrefined, original = (
+            self.gather_blocks(torch.cat(part)) for part in zip(*self._pooled)
+        )
+        self.log("val/recall_at_1", recall_at_1(refined, original))
+        self.log("val/recall_at_1_unrefined", recall_at_1(unrefined, original))
+        rates = self._reference_rates
+        if rates is None:
+            ids, mask = (self.gather_blocks(torch.cat(part)) for part in zip(*self._val_blocks))
+            rates = self.reference_rates(ids, mask)
+            if not self.trainer.sanity_checking:  # the sanity check sees only a few blocks
+                self._reference_rates = rates
+        self.log_dict({f"ref/{k}_bits_per_token": v for k, v in rates.items()})
+        self._pooled.clear()
+        self._val_blocks.clear()
+
+    def gather_blocks(self, local: Tensor) -> Tensor:
+        """(n, ...) per-rank rows -> (world * n, ...) rows of every rank (itself when alone); the
+        ranks hold equally many validation blocks (the data module drops a remainder)."""
+        gathered = self.all_gather(local)
+        return gathered.flatten(0, 1) if self.trainer.world_size > 1 else gathered
+
+    def reference_rates(self, ids: Tensor, mask: Tensor) -> dict[str, float]:
+        from wavelab.wavgpt.encoder import load_tokenizer  # transformers: only when validating
+
+        tokenizer = load_tokenizer(self.hparams.encoder["name_or_path"])
+        texts = [
+            tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
+            for row, m in zip(ids.cpu(), mask.cpu())
+        ]
+        return reference_bits_per_token(texts, int(mask.sum()), self.encoder.vocab_size)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self._shared_step(batch, "train")
+        self.log("train/loss", loss.detach(), prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if (self.global_step % self.trainer.log_every_n_steps) == 0:
+            self._log_and_reset(
+                "train", ("acc", "acc_orig", "kl", "ce", "keep_ratio", "bits_per_token")
+            )
+
+    def on_train_start(self) -> None:
+        self.val_loss_best.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.metrics["val_loss"].compute()
+        self.val_loss_best.update(loss)
+        self.log("val/loss_best", self.val_loss_best.compute())
+        ce, ce_orig = self.metrics["val_ce"].compute(), self.metrics["val_ce_orig"].compute()
+        self.log_dict({"val/ppl": torch.exp(ce), "val/ppl_orig": torch.exp(ce_orig)})
+        self._log_and_reset("val", ("loss", *TOKEN_METRICS, *CODE_METRICS))
+        self.log_distortion()
+
+    def _log_and_reset(self, stage: str, names: tuple[str, ...]) -> None:
+        for name in names:
+            metric = self.metrics[f"{stage}_{name}"]
+            if metric.update_called:
+                self.log(f"{stage}/{name}", metric.compute(), prog_bar=name in ("loss", "acc"))
+            metric.reset()
+
+    def configure_optimizers(self):
+        # Only the refiner's matrices decay: decaying the lifting steps or the filter's
+        # importances would pull them away from Haar and from the learned selection.
+        trainable = {n: p for n, p in self.core.named_parameters() if p.requires_grad}
+        decay = [p for n, p in trainable.items() if n.startswith("refiner.") and p.dim() >= 2]
+        # The learned lifting gets its own learning rate when model.lifting_lr_scale != 1 (at 1
+        # the groups stay as they were, so older checkpoints' optimizer states still load).
+        scale = self.cfg.lifting_lr_scale
+        lifting = [p for n, p in trainable.items() if n.startswith("dwt.")] if scale != 1 else []
+        grouped = {id(p) for p in decay + lifting}
+        groups = [
+            {
+                "params": decay,
+                "weight_decay": float(self.hparams.optimizer.get("weight_decay", 0.0)),
+            },
+            {
+                "params": [p for p in trainable.values() if id(p) not in grouped],
+                "weight_decay": 0.0,
+            },
+        ]
+        if lifting:
+            lr = scale * float(self.hparams.optimizer["lr"])
+            groups.append({"params": lifting, "weight_decay": 0.0, "lr": lr})
+        # self._trainer: None outside a Trainer (the bench)
+        optimizer = build_optimizer(self.hparams.optimizer, groups, self._trainer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": build_scheduler(optimizer, self.hparams.scheduler),
+        }
