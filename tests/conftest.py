@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.cli import Entry
+from helpers.small import LM_SMALL, TEST_CORPUS_CHARS, TRAINER_SMALL, WAVGPT_SMALL, compose_config
+from helpers.tiny_encoder import save_tiny_encoder
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
-from tiny_encoder import save_tiny_encoder
 
-from wavelab.core.compose import compose
 from wavelab.data.corpora import shakespeare_complete_works
-
-REPO = Path(__file__).resolve().parents[1]
-# About Tiny Shakespeare's size (1,115,394 characters), so the tests' timings stay those of it.
-TEST_CORPUS_CHARS = 1_100_000
 
 
 def pytest_collection_modifyitems(config, items):
@@ -64,43 +61,10 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def compose_config(
-    overrides: list[str], output_dir: Path, config_name: str = "config"
-) -> DictConfig:
-    """Composes the real conf/ like the CLI would, with the run dir set to ``output_dir``."""
-    return compose(overrides, config_name, output_dir)
-
-
 @pytest.fixture(scope="session")
 def tiny_encoder_dir(tmp_path_factory) -> Path:
     """A tiny random BERT with its WordPiece tokenizer, saved like a real encoder directory."""
     return save_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
-
-
-# Small, fast settings per model family; a test's own overrides come after and win.
-TRAINER_SMALL = [
-    "trainer.num_sanity_val_steps=0",
-    "callbacks.model_summary=null",
-    "model.scheduler.warmup_steps=2",
-    "callbacks.progress_bar=null",
-]
-LM_SMALL = [
-    "data=tinyshakespeare_char",
-    "data.num_val_windows=48",  # a multiple of DDP's world size: no window dropped or repeated
-    "data.block_size=32",
-    "data.batch_size=4",
-    "model.net.n_layer=2",
-    "model.net.n_embd=32",
-    "model.net.n_head=2",
-]
-WAVGPT_SMALL = [
-    "data.block_size=32",
-    "data.batch_size=4",
-    "data.num_val_blocks=8",
-    "model.refine_layers=1",
-    "model.refine_heads=2",
-    "model.kd_top_k=8",  # a small teacher cache
-]
 
 
 def small_overrides(overrides, request) -> list[str]:
@@ -131,7 +95,7 @@ def make_cfg(tmp_path, cache_dir, corpus_file, request):
         cfg = compose_config(base + list(overrides), tmp_path / run, config_name)
         if not small and cfg.get("data", {}).get("teacher_cache"):
             # A preset's teacher cache runs the real encoder over the whole test corpus: minutes.
-            # tests/test_teacher_cache.py covers the cache; presets are checked without it.
+            # tests/wavgpt/test_teacher_cache.py covers the cache; presets are checked without it.
             cfg.data.teacher_cache = False
         return cfg
 
@@ -165,64 +129,6 @@ def train_cli(corpus_file, cache_dir, request):
         return result
 
     return _run
-
-
-# --- command-line entries as a user runs them ----------------------------------------------
-
-
-class Entry:
-    """Runs ``python -m wavelab.<entry> ...`` in a scratch working dir, as a user would.
-
-    The subprocess imports *this* checkout's wavelab (PYTHONPATH), logs under ``<cwd>/logs`` and
-    caches under ``<cwd>/cache``, so a test can see every file an entry writes.
-    """
-
-    def __init__(self, cwd: Path, cache_dir: Path):
-        self.cwd = cwd
-        self.cache_dir = cache_dir
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-            WAVELAB_LOG_DIR=str(self.cwd / "logs"),
-            WAVELAB_CACHE_DIR=str(self.cache_dir),
-            WANDB_MODE="offline",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra)
-        return env
-
-    def __call__(self, entry: str, *args: str, timeout: float = 300, **env: str):
-        import subprocess
-        import sys
-
-        return subprocess.run(
-            [sys.executable, "-m", f"wavelab.{entry}", *args],
-            cwd=self.cwd,
-            env=self.env(**env),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def files(self) -> set[Path]:
-        """Every file under the working dir and the cache, for before/after comparisons."""
-        roots = (self.cwd, self.cache_dir)
-        return {p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()}
-
-
-def assert_clean_error(result, *names: str) -> str:
-    """A user error as wavelab promises it: exit code 2, no traceback, exactly one line that
-    says ``error:`` and names each of ``names`` (the key or file, the bad value). Returns it."""
-    out = result.stdout + result.stderr
-    assert result.returncode == 2, f"exit {result.returncode}, expected 2:\n{out[-3000:]}"
-    assert "Traceback" not in out, out[-3000:]
-    lines = [line for line in out.splitlines() if "error:" in line.lower()]
-    assert len(lines) == 1, f"expected one error line, got {len(lines)}:\n{out[-3000:]}"
-    for name in names:
-        assert name in lines[0], f"{name!r} not in the error line: {lines[0]}"
-    return lines[0]
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import Entry, assert_clean_error
-from tiny_runs import tiny_gpt_run, write_corpus
+from helpers.cli import Entry, assert_clean_error
+from helpers.tiny_runs import tiny_gpt_run, write_corpus
 
 from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError

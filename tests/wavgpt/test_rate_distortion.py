@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import assert_clean_error
-from tiny_encoder import TINY_VOCAB
-from wavgpt_checkpoint import tiny_module
+from helpers.cli import assert_clean_error
+from helpers.tiny_encoder import TINY_VOCAB
+from helpers.wavgpt_checkpoint import tiny_module
 
 from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError
@@ -258,7 +258,7 @@ def test_without_a_refiner_both_embeddings_are_the_inverse_transforms(make_cfg):
 
 
 def test_pca_fits_once_and_a_fitted_basis_is_kept(tiny_encoder_dir):
-    from wavgpt_checkpoint import blocks
+    from helpers.wavgpt_checkpoint import blocks
 
     module = tiny_module(tiny_encoder_dir, coder="pca", pca_rank=4)
     module.fit_pca(_batches(blocks(8)))  # outside a Trainer: nothing to broadcast

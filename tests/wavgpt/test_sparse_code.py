@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from wavgpt_helpers import small_config
+from helpers.wavgpt_batches import small_config
 
 from wavelab.wavgpt.code.positions import band_bounds, encode_positions
 from wavelab.wavgpt.code.sparse_code import (

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from helpers.small import compose_config
 
 from wavelab.core.config import CONFIG_DIR
 from wavelab.run import train

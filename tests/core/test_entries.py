@@ -9,8 +9,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Entry
-from tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
+from helpers.cli import REPO, Entry
+from helpers.tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
 
 ENTRIES = {"run": "wavelab-train", "eval": "wavelab-eval", "sample": "wavelab-sample"}
 # Noise a run must not print (issue 9): each says nothing about the run, or misleads.

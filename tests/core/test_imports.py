@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "wavelab"
+PACKAGE = Path(__file__).resolve().parents[2] / "wavelab"
 # `python -m` targets: scripts, not libraries.
 ENTRIES = {
     "wavelab.run",

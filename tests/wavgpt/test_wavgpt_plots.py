@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from wavgpt_checkpoint import fit_checkpoint
+from helpers.wavgpt_checkpoint import fit_checkpoint
 
 from wavelab.core.config import instantiate
 from wavelab.wavgpt.plots import FIGURES, tiling

@@ -27,7 +27,7 @@ import wavelab.run
 from wavelab.callbacks.health import SIGTERM_EXIT
 from wavelab.run import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEPS = 16
 # A checkpoint at every validation (every 2 steps), so kills land before, after and during saves;
 # the model is big enough (~0.4 MB of weights, 3x that with AdamW's state) for a save to take a

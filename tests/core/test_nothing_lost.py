@@ -19,14 +19,14 @@ from pathlib import Path
 
 import torch
 import yaml
-from conftest import LM_SMALL
+from helpers.small import LM_SMALL
 
 from wavelab.core.config import instantiate
 from wavelab.core.errors import DIVERGED_EXIT
 from wavelab.core.loggers import ResumableCSVLogger
 from wavelab.run import train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import WAVGPT_SMALL, assert_clean_error
+from helpers.cli import assert_clean_error
+from helpers.small import WAVGPT_SMALL
 
 LM = ["model=gpt", "data.block_size=32", "data.batch_size=4", "model.net.n_layer=1"]
 SHORT = "To be, or not to be, that is the question.\n"  # 43 characters

@@ -11,9 +11,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import assert_clean_error
+from helpers.cli import assert_clean_error
+from helpers.wavgpt_checkpoint import fit_checkpoint
 from torch.utils.data import DataLoader
-from wavgpt_checkpoint import fit_checkpoint
 
 from wavelab.wavegpt.module import LanguageModelModule
 from wavelab.wavgpt.codec import WavGPTCodec

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import pywt
 import torch
-from wavgpt_helpers import randomize_lifting_
+from helpers.wavgpt_batches import randomize_lifting_
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.lifting import LiftingDWT, band_index, max_levels

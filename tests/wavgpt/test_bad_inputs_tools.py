@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import assert_clean_error
+from helpers.cli import assert_clean_error
 
 
 def write_job(sweep, num: int, n_layer: int, metrics_text: str | None = None) -> None:

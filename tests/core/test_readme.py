@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
+from helpers.cli import REPO
 
 
 def ci_command(name: str) -> str:

@@ -12,8 +12,9 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, WAVGPT_SMALL, assert_clean_error
-from wavgpt_helpers import small_config, tiny_batch, tiny_encoder
+from helpers.cli import REPO, assert_clean_error
+from helpers.small import WAVGPT_SMALL
+from helpers.wavgpt_batches import small_config, tiny_batch, tiny_encoder
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt import teacher_cache
@@ -224,7 +225,7 @@ BUILD = textwrap.dedent(
     import numpy as np
     from pathlib import Path
     from test_teacher_cache import blocks
-    from wavgpt_helpers import tiny_encoder
+    from helpers.wavgpt_batches import tiny_encoder
     from wavelab.wavgpt import teacher_cache
     from wavelab.wavgpt.distill import teacher_topk
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from wavgpt_helpers import (
+from helpers.wavgpt_batches import (
     randomize_lifting_,
     small_config,
     tiny_batch,

@@ -7,7 +7,7 @@ import base64
 import numpy as np
 import pytest
 import torch
-from wavgpt_checkpoint import fit_checkpoint
+from helpers.wavgpt_checkpoint import fit_checkpoint
 
 from wavelab.wavgpt.codec import SparseCode, WavGPTCodec, code_bits
 from wavelab.wavgpt.distortion import mean_pool

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 import yaml
-from conftest import assert_clean_error
+from helpers.cli import assert_clean_error
 
 from wavelab.report import report
 

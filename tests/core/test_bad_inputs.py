@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import Entry, assert_clean_error
-from tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
-from wavgpt_checkpoint import fit_checkpoint
+from helpers.cli import Entry, assert_clean_error
+from helpers.tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
+from helpers.wavgpt_checkpoint import fit_checkpoint
 
 
 @pytest.fixture(scope="module")

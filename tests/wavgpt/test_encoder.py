@@ -3,7 +3,7 @@ import importlib.resources
 import pytest
 import torch
 import torch.nn as nn
-from tiny_encoder import tiny_test_encoder
+from helpers.tiny_encoder import tiny_test_encoder
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.encoder import DEFAULT_ENCODER, FrozenEncoder, load_tokenizer

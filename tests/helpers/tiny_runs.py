@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Entry
-
+from helpers.cli import Entry
 from wavelab.data.corpora import shakespeare_complete_works
 
 # A 1-layer, 32-wide GPT on 32-character windows: two steps and one validation in seconds.

@@ -9,7 +9,7 @@ import json
 import lightning as L
 import pytest
 import torch
-from wavgpt_checkpoint import blocks, tiny_module
+from helpers.wavgpt_checkpoint import blocks, tiny_module
 
 from wavelab.core.compose import compose
 from wavelab.core.config import instantiate

@@ -8,8 +8,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
-from wavgpt_helpers import tiny_batch
 
+from helpers.wavgpt_batches import tiny_batch
 from wavelab.wavgpt.module import WavGPTModule
 
 T = 32

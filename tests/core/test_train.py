@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_clean_error
+from helpers.cli import assert_clean_error
 from omegaconf import OmegaConf
 
 from wavelab.core.errors import ConfigError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from wavgpt_checkpoint import tiny_module
+from helpers.wavgpt_checkpoint import tiny_module
 
 from wavelab.wavegpt.module import LanguageModelModule
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import functools
 
 import torch
-from tiny_encoder import TINY_VOCAB, tiny_test_encoder
 
+from helpers.tiny_encoder import TINY_VOCAB, tiny_test_encoder
 from wavelab.wavgpt.encoder import FrozenEncoder
 from wavelab.wavgpt.lifting import LiftingDWT
 from wavelab.wavgpt.model import WavGPTConfig
