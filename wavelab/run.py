@@ -27,19 +27,11 @@ from wavelab.core.errors import DIVERGED_EXIT, ConfigError, TrainingDiverged
 if TYPE_CHECKING:
     import lightning as L
 
+    from wavelab.core.registry import ModelSpec
+
 log = logging.getLogger("wavelab.run")
 
 
-# What the end-of-run summary shows, of the metrics the model logged.
-HEADLINE_METRICS = (
-    "val/loss",
-    "val/loss_best",
-    "val/ppl",
-    "val/acc",
-    "val/bpc",
-    "val/bits_per_token",
-    "val/compression_vs_fp32",
-)
 # Overrides that resume_dir refuses: the optimizer and its schedule continue from last.ckpt's
 # state, which a changed value would silently contradict (e.g. a new lr against restored moments).
 FIXED_ON_RESUME = ("model.optimizer", "model.scheduler")
@@ -112,28 +104,28 @@ def check_values(cfg: DictConfig) -> None:
         )
     check_number(cfg, "trainer.val_check_interval", minimum=0, exclusive=True, optional=True)
     check_number(cfg, "model.optimizer.lr", minimum=0, exclusive=True)
-    check_number(cfg, "model.keep_ratio")  # its range is WavGPTConfig's to check
-    if OmegaConf.select(cfg, "model.value_bits") is not None:  # WavGPT: before any data is cached
-        from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
+    model_spec(cfg).check_config(cfg)  # the model's own checks, before any data is cached
 
-        check_value_bits(cfg.model.value_bits)
-        check_value_scale(cfg.model.get("value_scale", "code"))
+
+def model_spec(cfg: DictConfig) -> ModelSpec:
+    from wavelab.core.registry import model_class
+
+    return model_class(str(cfg.model.get("_target_"))).spec
 
 
 def check_resume_checkpoint(cfg: DictConfig) -> dict | None:
     """The ``ckpt_path`` checkpoint, if any, checked against the config before Lightning sees it:
     a readable wavelab checkpoint of the configured model class, with steps left to train."""
-    from wavelab.core.checkpoints import KNOWN_MODULES, module_name, read_checkpoint
+    from wavelab.core.checkpoints import checkpoint_class, read_checkpoint
 
     if not cfg.get("ckpt_path"):
         return None
     ckpt = read_checkpoint(cfg.ckpt_path)
-    name = module_name(ckpt, cfg.ckpt_path)
-    module, _, cls = str(cfg.model.get("_target_")).rpartition(".")
-    if name != f"{module}:{cls}":
+    cls = checkpoint_class(ckpt, cfg.ckpt_path)
+    if f"{cls.__module__}.{cls.__qualname__}" != cfg.model.get("_target_"):
         raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path!r} is a {KNOWN_MODULES[name][2]} checkpoint, but the "
-            f"config builds {cfg.model.get('_target_')}: pass the model=... it was trained with"
+            f"ckpt_path={cfg.ckpt_path!r} is a {cls.spec.label} checkpoint, but the config "
+            f"builds {cfg.model.get('_target_')}: pass the model=... it was trained with"
         )
     step, max_steps = ckpt.get("global_step", 0), cfg.trainer.max_steps
     if 0 < max_steps <= step and not cfg.get("resume_dir"):
@@ -223,12 +215,12 @@ def announce(cfg: DictConfig) -> None:
         print_config_tree(cfg, run_dir / "config_tree.log")
 
 
-def log_summary(trainer: L.Trainer, seconds: float) -> None:
-    """Final and best headline metrics, the best checkpoint and the wall time, one line each."""
+def log_summary(trainer: L.Trainer, headline: tuple[str, ...], seconds: float) -> None:
+    """Final and best ``headline`` metrics, the best checkpoint and the wall time, a line each."""
     from wavelab.callbacks.summary import RunSummary
 
     def shown(metrics: dict) -> str:
-        return ", ".join(f"{k} {float(metrics[k]):.4g}" for k in HEADLINE_METRICS if k in metrics)
+        return ", ".join(f"{k} {float(metrics[k]):.4g}" for k in headline if k in metrics)
 
     log.info("final (step %d): %s", trainer.global_step, shown(trainer.callback_metrics))
     summary = next((c for c in trainer.callbacks if isinstance(c, RunSummary)), None)
@@ -290,7 +282,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         finish_wandb(exit_code)
         end_distributed(env)
     if rank_zero:
-        log_summary(trainer, time.monotonic() - started)
+        log_summary(trainer, model.spec.headline_metrics, time.monotonic() - started)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

@@ -25,13 +25,13 @@ def sample(cfg: DictConfig) -> list[str]:
     check_values(cfg)
     import torch
 
-    from wavelab.core.checkpoints import KNOWN_MODULES, load_module, module_name, read_checkpoint
+    from wavelab.core.checkpoints import checkpoint_class, load_module, read_checkpoint
 
-    kind = KNOWN_MODULES[module_name(read_checkpoint(cfg.ckpt_path), cfg.ckpt_path)][2]
-    if kind != "GPT":
+    spec = checkpoint_class(read_checkpoint(cfg.ckpt_path), cfg.ckpt_path).spec
+    if not spec.generates_text:
         raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path!r} is a {kind} checkpoint: it encodes and decodes text "
-            "rather than generating it; use python -m wavelab.wavgpt.codec"
+            f"ckpt_path={cfg.ckpt_path!r} is a {spec.label} checkpoint, which does not generate "
+            f"text; {spec.use_instead or 'sample needs a text-generating model'}"
         )
     device = cfg.device
     if device == "auto":

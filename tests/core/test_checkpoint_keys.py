@@ -1,5 +1,5 @@
-"""Each weight has one state_dict key, also with ``compile=true``; checkpoints of wavelab <= 0.1,
-which held the network a second time (``_forward.*`` / ``_core.*``), still load."""
+"""Each weight has one state_dict key, also with ``compile=true``; a checkpoint records the
+wavelab version that wrote it, and one of another version is refused in one line naming it."""
 
 from __future__ import annotations
 
@@ -37,43 +37,30 @@ def test_wavgpt_registers_its_core_once(tiny_encoder_dir, compile):
     assert weight_keys(module, "core.") == [f"core.{k}" for k in module.core.state_dict()]
 
 
-def old_checkpoint(module: torch.nn.Module, owner: str, alias: str, compiled: bool) -> dict:
-    """What wavelab <= 0.1 saved: every ``owner.*`` weight again under ``alias``."""
-    state = dict(module.state_dict())
-    prefix = alias + ("_orig_mod." if compiled else "")
-    for key in [k for k in state if k.startswith(owner)]:
-        state[prefix + key.removeprefix(owner)] = state[key].clone()
-    return {"state_dict": state}
+def test_a_checkpoint_records_its_class_and_version(tmp_path):
+    import lightning as L
+
+    from wavelab import __version__
+    from wavelab.core.records import MODULE_KEY, VERSION_KEY
+
+    checkpoint: dict = {}
+    lm().on_save_checkpoint(checkpoint)
+    assert checkpoint[MODULE_KEY] == "wavelab.wavegpt.module:LanguageModelModule"
+    assert checkpoint[VERSION_KEY] == __version__
+    assert issubclass(LanguageModelModule, L.LightningModule)
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_old_language_model_checkpoints_load(compiled):
-    torch.manual_seed(0)
-    saved = lm()
-    checkpoint = old_checkpoint(saved, "net.", "_forward.", compiled)
-    assert any(k.startswith("_forward.") for k in checkpoint["state_dict"])
-    torch.manual_seed(1)
-    loaded = lm()
-    loaded.on_load_checkpoint(checkpoint)
-    loaded.load_state_dict(checkpoint["state_dict"])  # strict: a leftover key would fail
-    for key, value in saved.state_dict().items():
-        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+@pytest.mark.parametrize("version", [None, "0.0.9"])
+def test_a_checkpoint_of_another_version_is_refused_naming_it(entry, tmp_path, version):
+    from helpers.cli import assert_clean_error
 
+    from wavelab.core.records import MODULE_KEY, VERSION_KEY
 
-def test_old_wavgpt_checkpoints_load(tiny_encoder_dir):
-    torch.manual_seed(0)
-    saved = tiny_module(tiny_encoder_dir)
-    with torch.no_grad():
-        saved.core.refiner.mlp_scale.fill_(0.5)
-    checkpoint = old_checkpoint(saved, "core.", "_core.", compiled=False)
-    loaded = tiny_module(tiny_encoder_dir)
-    loaded.on_load_checkpoint(checkpoint)
-    loaded.load_state_dict(checkpoint["state_dict"])
-    assert loaded.core.refiner.mlp_scale.item() == 0.5
-
-
-def test_a_checkpoint_without_the_drop_would_not_load():
-    """The old keys are what strict loading refuses: the drop above is what makes them load."""
-    checkpoint = old_checkpoint(lm(), "net.", "_forward.", compiled=False)
-    with pytest.raises(RuntimeError, match=r"Unexpected key.*_forward"):
-        lm().load_state_dict(checkpoint["state_dict"])
+    module = lm()
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    checkpoint[MODULE_KEY] = "wavelab.wavegpt.module:LanguageModelModule"
+    if version:
+        checkpoint[VERSION_KEY] = version
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    result = entry("sample", f"ckpt_path={tmp_path / 'old.ckpt'}")
+    assert_clean_error(result, "old.ckpt", f"wavelab {version or '< 0.1.0'}")

@@ -134,9 +134,41 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_the_graph_holds_every_module_and_known_edges(graph):
     assert ENTRIES <= set(graph)
-    assert "wavelab.wavgpt.code.sparse_code" in graph["wavelab.wavgpt.module"]
+    assert "wavelab.wavgpt.code.sparse_code" in graph["wavelab.wavgpt.model"]
     assert "wavelab.wavgpt.module" in graph["wavelab.wavgpt.codec.api"]  # a lazy import
     assert "wavelab.wavgpt.codec" in graph["wavelab.wavgpt.plots_callback"]
+
+
+MODEL_PACKAGES = ("wavelab.wavegpt", "wavelab.wavgpt")
+
+
+def model_package(module: str) -> str | None:
+    return next((p for p in MODEL_PACKAGES if module == p or module.startswith(p + ".")), None)
+
+
+def test_the_shared_core_imports_no_model(graph):
+    offenders = {
+        m: sorted(e for e in graph[m] if model_package(e))
+        for m in graph
+        if model_package(m) is None and any(model_package(e) for e in graph[m])
+    }
+    assert not offenders, f"shared modules importing a model package: {offenders}"
+
+
+def test_no_model_package_imports_another(graph):
+    offenders = {
+        m: sorted(e for e in graph[m] if model_package(e) not in (None, model_package(m)))
+        for m in graph
+        if model_package(m)
+    }
+    assert not any(offenders.values()), f"model packages importing each other: {offenders}"
+
+
+def test_the_shared_core_names_no_model_module():
+    """Not even in a string: the core reads a model's spec, never its module path."""
+    shared = [p for p in PACKAGE.rglob("*.py") if model_package(module_name(p)) is None]
+    named = {str(p): pkg for p in shared for pkg in MODEL_PACKAGES if pkg in p.read_text()}
+    assert not named, named
 
 
 def test_no_import_cycles(graph):

@@ -70,8 +70,8 @@ class PlotEveryValidation(L.Callback):
 def test_samples_accumulate_in_one_table_and_plots_become_images(make_cfg, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     # A test-only callback: let wavelab build it, as it would one of conf/'s own.
-    allowed = wavelab.core.config.ALLOWED_TARGETS | {"test_wandb.PlotEveryValidation"}
-    monkeypatch.setattr(wavelab.core.config, "ALLOWED_TARGETS", allowed)
+    allowed = wavelab.core.config.config_targets() | {"test_wandb.PlotEveryValidation"}
+    monkeypatch.setattr(wavelab.core.config, "config_targets", lambda: allowed)
     cfg = make_cfg(
         "model=gpt",
         "logger=wandb",

@@ -8,9 +8,9 @@ import functools
 import torch
 
 from helpers.tiny_encoder import TINY_VOCAB, tiny_test_encoder
+from wavelab.wavgpt.config import WavGPTConfig
 from wavelab.wavgpt.encoder import FrozenEncoder
 from wavelab.wavgpt.lifting import LiftingDWT
-from wavelab.wavgpt.model import WavGPTConfig
 
 N_SPECIAL = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] open TINY_VOCAB
 CLS, SEP = 2, 3

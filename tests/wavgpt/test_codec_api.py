@@ -84,7 +84,7 @@ def test_codes_carry_the_checkpoints_value_bits(
     assert codec.decode(data) == codec.decode(codes)
     ids, mask = codec.tokenize(TEXTS)
     out = codec.module.core(codec.module.encoder.hidden(ids, mask), mask)
-    assert np.array_equal(SparseCode.batch_to_dense(codes), out.kept.detach().numpy())
+    assert np.array_equal(SparseCode.batch_to_dense(codes), out.code.values.detach().numpy())
 
 
 def test_long_text_is_truncated_with_a_warning(codec):
@@ -126,13 +126,15 @@ def test_training_counts_the_overhead_the_format_sends(codec):
     payload = code_bits(code.k, code.block_size, code.d, value_bits=16)
     ids, mask = codec.tokenize(TEXTS[:1])
     out = codec.module.core(codec.module.encoder.hidden(ids, mask), mask)
-    trained = float(codec.module.code_bits(out)[0])
+    fingerprint_bytes = codec.module.fingerprint_bytes()
+    trained = float(codec.module.core.bits(out.code, fingerprint_bytes)[0])
     empty = SparseCode(
         code.block_size, code.d, 1, np.array([], int), [], code.fingerprint, 16, code.compressor
     )
     position_prefix = 1  # the empty code's position stream: one Rice parameter
     assert trained - payload == pytest.approx(8 * (len(empty.to_bytes()) - position_prefix))
-    assert float(codec.module.code_bits(out, sent=True)[0]) == 8 * len(code.to_bytes())
+    sent = codec.module.core.sent_bits(out.code, fingerprint_bytes)
+    assert float(sent[0]) == 8 * len(code.to_bytes())
 
 
 def test_mismatched_or_corrupt_codes_give_clear_errors(codec):
@@ -166,7 +168,7 @@ def test_embeddings_pool_the_states_the_core_decodes(codec, refined):
     ids, mask = codec.tokenize(TEXTS)
     with torch.no_grad():
         out = codec.module.core(codec.module.encoder.hidden(ids, mask), mask)
-    states = out.refined if refined else out.h_hat
+    states = out.refined if refined else out.unrefined
     expected = torch.nn.functional.normalize(mean_pool(states, mask), dim=-1)
     torch.testing.assert_close(codec.embed(TEXTS, refined), expected, rtol=1e-4, atol=1e-5)
     other = codec.embed(TEXTS, not refined)

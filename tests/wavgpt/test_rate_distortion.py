@@ -18,9 +18,10 @@ from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError
 from wavelab.run import train
 from wavelab.wavgpt.baselines import PCACore, ScalarCore
+from wavelab.wavgpt.code.sparse_code import overhead_bytes
 from wavelab.wavgpt.code.text_rates import reference_bits_per_token
+from wavelab.wavgpt.config import WavGPTConfig
 from wavelab.wavgpt.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
-from wavelab.wavgpt.model import WavGPTConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -89,11 +90,13 @@ def test_pca_fits_the_principal_directions_and_refuses_to_run_unfitted():
     assert core.basis.abs().argmax(0).tolist() == [0, 2]
     assert (core.basis.gather(0, torch.tensor([[0, 2]])) > 0.99).all()
     out = core(h, mask)
-    assert out.coeffs.shape == (4, 16, 2) and out.refined.shape == (4, 16, 6)
-    assert out.k.tolist() == [2 * 12] * 4 and out.keep_ratio[0].item() == pytest.approx(2 / 6)
-    assert torch.all(out.h_hat[:, 12:] == 0)
+    assert out.code.coeffs.shape == (4, 16, 2) and out.refined.shape == (4, 16, 6)
+    assert out.code.k.tolist() == [2 * 12] * 4 and out.code.keep_ratio[0].item() == pytest.approx(
+        2 / 6
+    )
+    assert torch.all(out.unrefined[:, 12:] == 0)
     # What the projection loses is the low-variance axes: small against the signal.
-    error = (out.h_hat - h)[:, :12].pow(2).mean() / (h[:, :12] - core.mean).pow(2).mean()
+    error = (out.unrefined - h)[:, :12].pow(2).mean() / (h[:, :12] - core.mean).pow(2).mean()
     assert error < 0.01
 
 
@@ -114,17 +117,17 @@ def test_scalar_codes_every_coefficient_and_counts_its_bits(bits):
     mask = torch.ones(2, 16, dtype=torch.bool)
     mask[1, 10:] = False
     out = core(h, mask)
-    assert out.k.tolist() == [16 * 8, 10 * 8]
+    assert out.code.k.tolist() == [16 * 8, 10 * 8]
     # Per-token absmax scale: every value within half a quantization step (fp16 at 16 bits).
     step = h.detach().abs().amax(-1, keepdim=True) / (2 ** (bits - 1) - 1)
     tolerance = 1e-3 if bits == 16 else 0.5 * step * (1 + 2**-9)
     real = mask[..., None]
-    assert torch.all(((out.h_hat - h).abs() <= tolerance) | ~real)
+    assert torch.all(((out.unrefined - h).abs() <= tolerance) | ~real)
     out.refined.sum().backward()  # straight-through: the identity's gradient on real tokens
     assert torch.equal(h.grad, real.expand_as(h).float())
-    header = 100.0
     scales = 0 if bits == 16 else 16 * 16
-    assert core.code_bits(out.k, header)[0].item() == header + 16 * 8 * bits + scales
+    header = 8 * overhead_bytes(2)  # a 2-byte encoder fingerprint
+    assert core.bits(out.code, 2)[0].item() == header + 16 * 8 * bits + scales
 
 
 def test_pca_block_mean_sends_what_the_decoded_block_mean_misses():
@@ -148,19 +151,19 @@ def test_pca_block_mean_sends_what_the_decoded_block_mean_misses():
         cores[sent].fit(h, mask)
         outs[sent] = cores[sent](h, mask)
     plain, with_mean = outs[False], outs[True]
-    missed = block_means(plain.h_hat) - block_means(h)
+    missed = block_means(plain.unrefined) - block_means(h)
     assert missed[:, 4].abs().max() > 0.5  # rank 2 keeps axes 0 and 2: the offsets are lost
     # Sent at 8 bits with one scale per block: each mean within half a quantization step.
     step = missed.abs().amax(-1, keepdim=True) / 127
-    error = (block_means(with_mean.h_hat) - block_means(h)).abs()
+    error = (block_means(with_mean.unrefined) - block_means(h)).abs()
     assert torch.all(error <= 0.5 * step * (1 + 2**-9) + 1e-5)
     # The coordinates are unchanged; every real state of a block moved by the same vector.
-    assert torch.equal(with_mean.kept, plain.kept)
-    shift = with_mean.h_hat - plain.h_hat
+    assert torch.equal(with_mean.code.values, plain.code.values)
+    shift = with_mean.unrefined - plain.unrefined
     assert torch.allclose(shift, shift[:, :1] * real, atol=1e-5)
     # d more values and one more scale per code.
-    assert (with_mean.k - plain.k).tolist() == [6] * 4
-    extra = cores[True].code_bits(with_mean.k, 10.0) - cores[False].code_bits(plain.k, 10.0)
+    assert (with_mean.code.k - plain.code.k).tolist() == [6] * 4
+    extra = cores[True].bits(with_mean.code, 2) - cores[False].bits(plain.code, 2)
     assert extra.tolist() == [6 * 8 + 16] * 4
 
 
@@ -184,8 +187,8 @@ def test_pca_block_mean_bits_sets_the_means_width_alone(mean_bits):
         cores[sent, bits] = PCACore(config, d=6)
         cores[sent, bits].fit(h, mask)
         outs[sent, bits] = cores[sent, bits](h, mask)
-    missed = outs[False, None].h_hat.mean(1) - h.mean(1)  # (3, 6)
-    error = {key: (out.h_hat.mean(1) - h.mean(1)).abs() for key, out in outs.items()}
+    missed = outs[False, None].unrefined.mean(1) - h.mean(1)  # (3, 6)
+    error = {key: (out.unrefined.mean(1) - h.mean(1)).abs() for key, out in outs.items()}
     levels = {4: 7, 16: None}[mean_bits]
     if levels:  # within half a 4-bit step of the vector, and coarser than at 8 bits
         step = missed.abs().amax(-1, keepdim=True) / levels
@@ -193,10 +196,10 @@ def test_pca_block_mean_bits_sets_the_means_width_alone(mean_bits):
         assert error[True, mean_bits].max() > error[True, None].max()
     else:  # fp16: far finer than the 8-bit step
         assert error[True, mean_bits].max() < error[True, None].max() / 10
-    assert torch.equal(outs[True, mean_bits].kept, outs[False, None].kept)
-    extra = cores[True, mean_bits].code_bits(outs[True, mean_bits].k, 10.0) - cores[
-        False, None
-    ].code_bits(outs[False, None].k, 10.0)
+    assert torch.equal(outs[True, mean_bits].code.values, outs[False, None].code.values)
+    extra = cores[True, mean_bits].bits(outs[True, mean_bits].code, 2) - cores[False, None].bits(
+        outs[False, None].code, 2
+    )
     scale = 16 if mean_bits < 16 else 0
     assert extra.tolist() == [6 * mean_bits + scale] * 3
 
@@ -208,8 +211,11 @@ def test_pca_block_mean_bits_outside_4_8_16_is_refused():
 
 def test_pca_bits_are_header_values_and_one_scale_per_component():
     core = PCACore(core_config(coder="pca", pca_rank=3, value_bits=4), d=8)
-    k = torch.tensor([3 * 10])  # 10 real tokens
-    assert core.code_bits(k, 50.0).item() == 50 + 30 * 4 + 3 * 16
+    core.fit(torch.randn(2, 16, 8), torch.ones(2, 16, dtype=torch.bool))
+    mask = torch.arange(16)[None, :] < 10  # 10 real tokens
+    code = core.code(torch.randn(1, 16, 8), mask)
+    assert code.k.item() == 3 * 10
+    assert core.bits(code, 2).item() == 8 * overhead_bytes(2) + 30 * 4 + 3 * 16
 
 
 # --- through the real config, Lightning and the CLI ------------------------------------------
@@ -261,7 +267,7 @@ def test_pca_fits_once_and_a_fitted_basis_is_kept(tiny_encoder_dir):
     from helpers.wavgpt_checkpoint import blocks
 
     module = tiny_module(tiny_encoder_dir, coder="pca", pca_rank=4)
-    module.fit_pca(_batches(blocks(8)))  # outside a Trainer: nothing to broadcast
+    module.fit_coder(_batches(blocks(8)))  # outside a Trainer: nothing to broadcast
     basis = module.core.basis.clone()
     assert module.core.fitted
     state = module.state_dict()

@@ -251,10 +251,10 @@ def test_codes_from_the_core_decode_to_what_training_decoded(value_bits, value_s
     core = WavGPTCore(cfg, 32)
     mask = torch.arange(16)[None, :] < torch.tensor([[16], [7], [12]])
     out = core(torch.randn(3, 16, 32) * 4, mask)
-    scales = out.scales
+    scales = out.code.scales
     codes = SparseCode.from_batch(
-        out.kept,
-        out.keep,
+        out.code.values,
+        out.code.keep,
         mask.sum(1),
         scales,
         fingerprint="00ff",
@@ -263,15 +263,15 @@ def test_codes_from_the_core_decode_to_what_training_decoded(value_bits, value_s
         value_scale=value_scale,
         levels=core.dwt.levels,
     )
-    assert [c.k for c in codes] == out.k.tolist()
+    assert [c.k for c in codes] == out.code.k.tolist()
     assert [c.n_tokens for c in codes] == [16, 7, 12]
     decoded = [SparseCode.from_bytes(c.to_bytes()) for c in codes]
     assert decoded == codes
     dense = torch.from_numpy(SparseCode.batch_to_dense(decoded))
-    assert torch.equal(dense, out.kept.detach())
+    assert torch.equal(dense, out.code.values.detach())
     if value_bits < 16:
         assert np.array_equal(np.stack([c.scales for c in decoded]), scales.numpy())
         assert len(torch.unique(dense[0])) <= scales.shape[1] * (2**value_bits - 1)
     expected_bits = [8 * len(c.to_bytes()) for c in codes]
-    sizes = sent_bits(out.keep, core.dwt.levels, value_bits, value_scale, 2)
+    sizes = sent_bits(out.code.keep, core.dwt.levels, value_bits, value_scale, 2)
     assert sizes.tolist() == expected_bits

@@ -19,7 +19,7 @@ from helpers.wavgpt_batches import small_config, tiny_batch, tiny_encoder
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt import teacher_cache
 from wavelab.wavgpt.distill import TeacherTopK, full_kl, sparse_kd_and_ce, teacher_topk
-from wavelab.wavgpt.model import distillation_loss
+from wavelab.wavgpt.losses import distillation_loss
 
 TAU = 2.0
 
@@ -224,7 +224,7 @@ BUILD = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import numpy as np
     from pathlib import Path
-    from test_teacher_cache import blocks
+    from wavgpt.test_teacher_cache import blocks
     from helpers.wavgpt_batches import tiny_encoder
     from wavelab.wavgpt import teacher_cache
     from wavelab.wavgpt.distill import teacher_topk

@@ -11,14 +11,11 @@ from helpers.wavgpt_batches import (
 )
 
 from wavelab.core.errors import ConfigError
-from wavelab.wavgpt.model import (
-    FrequencyFilter,
-    Refiner,
-    WavGPTConfig,
-    WavGPTCore,
-    distillation_loss,
-    token_accuracy,
-)
+from wavelab.wavgpt.config import WavGPTConfig
+from wavelab.wavgpt.filter import FrequencyFilter
+from wavelab.wavgpt.losses import distillation_loss, token_accuracy
+from wavelab.wavgpt.model import WavGPTCore
+from wavelab.wavgpt.refiner import Refiner
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -41,18 +38,18 @@ def test_mask_keeps_exactly_k_per_sample_and_padding_takes_no_budget():
     core = WavGPTCore(small_config(keep_ratio=keep_ratio), D)
     out = core(h, mask)
     expected_k = [max(1, round(keep_ratio * n * D)) for n in lengths]
-    assert out.keep.sum(dim=(1, 2)).tolist() == expected_k
-    assert out.k.tolist() == expected_k
+    assert out.code.keep.sum(dim=(1, 2)).tolist() == expected_k
+    assert out.code.k.tolist() == expected_k
     torch.testing.assert_close(
-        out.keep_ratio, torch.tensor(expected_k) / (torch.tensor(lengths) * D)
+        out.code.keep_ratio, torch.tensor(expected_k) / (torch.tensor(lengths) * D)
     )
     # nothing is kept whose support is padding only
     support = core.dwt.support_mask(mask)
-    assert (out.keep * ~support[..., None]).sum() == 0
+    assert (out.code.keep * ~support[..., None]).sum() == 0
     # what sits in the padding does not matter at all
     h_other = torch.where(mask[..., None], h, 100 * torch.randn_like(h))
     out_other = core(h_other, mask)
-    assert torch.equal(out.keep, out_other.keep)
+    assert torch.equal(out.code.keep, out_other.code.keep)
     torch.testing.assert_close(out.refined, out_other.refined)
 
 
@@ -114,9 +111,9 @@ def test_keep_ratio_one_without_refinement_is_lossless():
     out = core(h, mask)
     real = mask.bool()
     # the transform and filter lose nothing; the code then rounds the values to fp16
-    unrounded = core.dwt.inverse(out.coeffs * out.keep)
+    unrounded = core.dwt.inverse(out.code.coeffs * out.code.keep)
     torch.testing.assert_close(unrounded[real], h[real], rtol=1e-4, atol=1e-4)  # float32
-    assert torch.equal(out.kept, (out.coeffs * out.keep).half().float())
+    assert torch.equal(out.code.values, (out.code.coeffs * out.code.keep).half().float())
     teacher, student = enc.logits(h), enc.logits(out.refined)
     assert torch.equal(teacher.argmax(-1)[real], student.argmax(-1)[real])
     assert token_accuracy(student, ids, mask) == token_accuracy(teacher, ids, mask)
@@ -177,13 +174,13 @@ def test_distillation_loss_terms():
 def test_mse_terms_need_their_tensors():
     h = torch.randn(1, 8, 4)
     logits, ids, mask = torch.randn(1, 8, 5), torch.zeros(1, 8, dtype=torch.long), torch.ones(1, 8)
-    cfg = WavGPTConfig(block_size=8, hidden_mse_weight=1.0, approx_mse_weight=1.0)
+    cfg = WavGPTConfig(block_size=8, hidden_mse_weight=1.0, unrefined_mse_weight=1.0)
     with pytest.raises(ValueError, match=r"model\.hidden_mse_weight=1\.0 needs"):
         distillation_loss(logits, logits, ids, mask, cfg)
     _, terms = distillation_loss(
-        logits, logits, ids, mask, cfg, refined=h + 1, target_h=h, approx=h
+        logits, logits, ids, mask, cfg, refined=h + 1, target_h=h, unrefined=h
     )
-    assert math.isclose(terms["hidden_mse"].item(), 1.0) and terms["approx_mse"].item() == 0.0
+    assert math.isclose(terms["hidden_mse"].item(), 1.0) and terms["unrefined_mse"].item() == 0.0
 
 
 def test_embedding_term_anchors_the_pooled_embedding_only():
@@ -248,11 +245,13 @@ def test_code_is_the_forward_without_the_refiner(value_bits, value_scale):
     h, mask = torch.randn(2, 16, D), torch.arange(16)[None, :] < torch.tensor([[16], [9]])
     calls = []
     core.refiner.register_forward_pre_hook(lambda *_: calls.append(1))
-    coeffs, kept, keep, k, _, scales = core.code(h, mask)
+    code = core.code(h, mask)
+    coeffs, kept, keep, scales = code.coeffs, code.values, code.keep, code.scales
     assert not calls
     out = core(h, mask)
-    assert calls and torch.equal(out.kept, kept) and torch.equal(out.keep, keep)
-    assert torch.equal(out.coeffs, coeffs) and torch.equal(out.k, k)
+    assert calls and torch.equal(out.code.values, kept) and torch.equal(out.code.keep, keep)
+    assert torch.equal(out.code.coeffs, coeffs) and torch.equal(out.code.k, code.k)
+    assert torch.equal(core.decode(code), out.unrefined)
     if value_bits == 16:
         assert scales is None and torch.equal(kept, (coeffs * keep).half().float())
     else:  # the integer grid of each scale; straight-through: kept's gradient is the identity

@@ -3,8 +3,8 @@
 The first bare argument picks the benchmark (``bench=<name>``); its keys are in conf/bench.yaml
 and conf/bench/<name>.yaml (``--help`` lists them). Every other ``key=value`` overrides the
 benchmarked training config (``model.keep_ratio=0.125``): it is passed on in ``overrides``.
-Registering a benchmark is a line in ``BENCHMARKS`` and a file in conf/bench/; its module has
-``main(cfg)``.
+Registering a benchmark is a file in conf/bench/ whose ``runner`` names the module with its
+``main(cfg)``; the runner is read from that file, never from the command line.
 """
 
 from __future__ import annotations
@@ -21,19 +21,22 @@ from wavelab.bench import check_settings
 from wavelab.core.cli import USER_ERROR_EXIT, bare_word_as, hydra_entry, quiet_lightning
 from wavelab.core.config import CONFIG_DIR
 
-# bench= option -> the module that runs it (imported only when chosen: they pull in Lightning)
-BENCHMARKS = {
-    "lm": "wavelab.wavegpt.bench",
-    "wavgpt": "wavelab.wavgpt.bench.train",
-    "codec": "wavelab.wavgpt.bench.codec",
-}
+
+def benchmarks() -> list[str]:
+    """The bench= options: one per conf/bench/<name>.yaml."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / "bench").glob("*.yaml"))
+
+
+def runner(name: str) -> str:
+    """The module that runs benchmark ``name``, as conf/bench/<name>.yaml names it."""
+    return str(OmegaConf.load(Path(CONFIG_DIR) / "bench" / f"{name}.yaml").runner)
 
 
 @hydra_entry("bench")
 def bench_entry(cfg: DictConfig) -> None:
     check_settings(cfg)  # before the benchmark's module pulls in torch and Lightning
     name = HydraConfig.get().runtime.choices["bench"]
-    importlib.import_module(BENCHMARKS[name]).main(cfg)
+    importlib.import_module(runner(name)).main(cfg)
 
 
 def bench_keys(name: str) -> set[str]:
@@ -64,7 +67,7 @@ def pass_on_run_overrides(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    bare_word_as("bench", choices=list(BENCHMARKS))
+    bare_word_as("bench", choices=benchmarks())
     sys.argv = [sys.argv[0], *pass_on_run_overrides(sys.argv[1:])]
     quiet_lightning()
     bench_entry()

@@ -1,9 +1,9 @@
 """Training speed: tokens/s, samples/s and model FLOPs utilisation (MFU), over all ranks.
 
 Rates are measured between logging steps and exclude validation. FLOPs per token come from the
-module's ``flops_per_token()`` if it has one, else from the GPT formula when the module wraps a
-``wavelab.wavegpt.model.GPT`` (WaveGPT's branch is counted in its 6N), else MFU is not logged. MFU
-needs the device's peak in wavelab.core.flops, so on CPUs only the rates are logged.
+model's spec (``ModelSpec.flops_per_token``, wavelab.core.registry); a module without one logs
+the rates only. MFU needs the device's peak in wavelab.core.flops, so on CPUs only the rates
+are logged.
 """
 
 from __future__ import annotations
@@ -13,19 +13,13 @@ import time
 import lightning as L
 import torch
 
-from wavelab.core.flops import gpt_flops_per_token, peak_flops
-from wavelab.wavegpt.model import GPT
+from wavelab.core.flops import peak_flops
+from wavelab.core.registry import spec_of
 
 
 def flops_per_token(pl_module: L.LightningModule) -> float | None:
-    custom = getattr(pl_module, "flops_per_token", None)
-    if callable(custom):
-        return float(custom())
-    net = getattr(pl_module, "net", None)
-    if isinstance(net, GPT):
-        c = net.config
-        return gpt_flops_per_token(net.num_params(), c.n_layer, c.n_embd, c.block_size)
-    return None
+    spec = spec_of(pl_module)
+    return None if spec is None else spec.flops_per_token(pl_module)
 
 
 def first_tensor(batch) -> torch.Tensor:

@@ -2,35 +2,26 @@
 
 A checkpoint is a pickle. Every read here is ``weights_only=True`` (plain tensors and builtins;
 a pickled payload is refused, never run), remote paths are refused before anything is fetched,
-and the LightningModule a checkpoint names is looked up in :data:`KNOWN_MODULES`, never imported
-by the name the file gives.
+and the LightningModule a checkpoint names is looked up among the registered models
+(``wavelab.core.registry``), never imported by the name the file gives.
 """
 
 from __future__ import annotations
 
-import importlib
 import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from wavelab import __version__
 from wavelab.core.config import check_targets
 from wavelab.core.errors import ConfigError
-from wavelab.core.records import MODULE_KEY
+from wavelab.core.records import MODULE_KEY, VERSION_KEY
+from wavelab.core.registry import known_modules, model_class
 
 if TYPE_CHECKING:
     import lightning as L
-
-# The LightningModules a checkpoint may name: recorded name -> (module, class, what it is).
-KNOWN_MODULES = {
-    "wavelab.wavegpt.module:LanguageModelModule": (
-        "wavelab.wavegpt.module",
-        "LanguageModelModule",
-        "GPT",
-    ),
-    "wavelab.wavgpt.module:WavGPTModule": ("wavelab.wavgpt.module", "WavGPTModule", "WavGPT"),
-}
 
 
 def _torch_reason(e: Exception) -> str:
@@ -69,22 +60,27 @@ def read_checkpoint(ckpt_path: str | Path, key: str = "ckpt_path") -> dict:
     return ckpt
 
 
-def module_name(ckpt: dict, ckpt_path: str | Path, key: str = "ckpt_path") -> str:
-    """The checkpoint's LightningModule as ``module:class``, if it is one of KNOWN_MODULES."""
+def checkpoint_class(
+    ckpt: dict, ckpt_path: str | Path, key: str = "ckpt_path"
+) -> type[L.LightningModule]:
+    """The registered LightningModule class that wrote the checkpoint; ConfigError if it names
+    none, or a class no conf/model/*.yaml names (refused, not imported)."""
     name = ckpt.get(MODULE_KEY)
     if name is None:
         raise ConfigError(f"{key}={str(ckpt_path)!r} is not a wavelab checkpoint (no {MODULE_KEY})")
-    if name not in KNOWN_MODULES:
+    known = known_modules()
+    if name not in known:
         raise ConfigError(
             f"{key}={str(ckpt_path)!r} names the module {name!r}, which is not one of wavelab's "
-            f"({', '.join(KNOWN_MODULES)}); it is refused, not imported"
+            f"({', '.join(sorted(known))}); it is refused, not imported"
         )
-    return name
-
-
-def module_class(name: str) -> type[L.LightningModule]:
-    module, cls, _ = KNOWN_MODULES[name]  # a constant of this file, not the checkpoint's text
-    return getattr(importlib.import_module(module), cls)
+    written_by = ckpt.get(VERSION_KEY)
+    if written_by != __version__:
+        raise ConfigError(
+            f"{key}={str(ckpt_path)!r} was written by wavelab {written_by or '< 0.1.0'}, and this "
+            f"is wavelab {__version__}, which reads only its own version's checkpoints"
+        )
+    return model_class(known[name])  # a class conf/ names, not the checkpoint's text
 
 
 def check_state_matches(
@@ -112,7 +108,7 @@ def load_module(
 ) -> L.LightningModule:
     """The LightningModule saved in ``ckpt_path``, in eval mode."""
     ckpt = read_checkpoint(ckpt_path, key)
-    cls = module_class(module_name(ckpt, ckpt_path, key))
+    cls = checkpoint_class(ckpt, ckpt_path, key)
     hparams = ckpt.get("hyper_parameters") or {}
     # Lightning would import whatever "_instantiator" names; the optimizer's _target_ is built
     # by configure_optimizers: neither may come from a file unchecked.

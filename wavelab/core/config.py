@@ -8,6 +8,7 @@ name any callable, e.g. ``torch.load`` with ``weights_only: false``, and run it.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,8 +46,9 @@ def _targets_in(node) -> set[str]:
     return set()
 
 
-def shipped_targets(conf_dir: str | Path = CONFIG_DIR) -> frozenset[str]:
-    """Every ``_target_`` in the yaml files under conf/ (experiments/ included, via its link)."""
+def yaml_targets(conf_dir: str | Path) -> frozenset[str]:
+    """Every ``_target_`` in the yaml files under ``conf_dir`` (links followed: conf/experiment
+    is one)."""
     found: set[str] = set()
     for root, _, files in os.walk(conf_dir, followlinks=True):
         for name in files:
@@ -56,7 +58,28 @@ def shipped_targets(conf_dir: str | Path = CONFIG_DIR) -> frozenset[str]:
     return frozenset(found)
 
 
-ALLOWED_TARGETS = shipped_targets()
+def config_dirs() -> list[Path]:
+    """conf/, then the local dirs that this command's ``hydra.searchpath`` adds (``file://``
+    entries): a user's own config groups, e.g. a model package's ``model/*.yaml``. Only the
+    running command's Hydra config counts, never a config read from a file."""
+    from hydra.core.hydra_config import HydraConfig
+
+    dirs = [Path(CONFIG_DIR)]
+    if HydraConfig.initialized():
+        for entry in HydraConfig.get().searchpath:
+            if str(entry).startswith("file://"):
+                dirs.append(Path(str(entry)[len("file://") :]).expanduser().resolve())
+    return dirs
+
+
+@functools.cache
+def _targets_under(dirs: tuple[Path, ...]) -> frozenset[str]:
+    return frozenset().union(*(yaml_targets(d) for d in dirs))
+
+
+def config_targets() -> frozenset[str]:
+    """Every ``_target_`` the config dirs name (read once per set of dirs)."""
+    return _targets_under(tuple(config_dirs()))
 
 
 # Packages whose classes a user may add from the command line besides conf/'s own, e.g.
@@ -76,7 +99,7 @@ _PART_PACKAGES = {
 def allowed_target(target: str) -> bool:
     """A class conf/ names, a torch.optim optimizer, or a Lightning callback, logger, precision
     plugin or strategy class (see _PART_PACKAGES)."""
-    if target in ALLOWED_TARGETS:
+    if target in config_targets():
         return True
     package, _, name = target.rpartition(".")
     if package not in _PART_PACKAGES:

@@ -36,15 +36,3 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
         return None
     name = torch.cuda.get_device_name(device).lower()
     return next((flops for key, flops in PEAK_FLOPS_16BIT if key in name), None)
-
-
-def gpt_flops_per_token(n_params: int, n_layer: int, n_embd: int, block_size: int) -> float:
-    """Training FLOPs per token of a GPT: 6N for the weights (forward 2N, backward 4N) plus
-    attention's 12·L·C·T (QK^T and AV, forward and backward, at full context T; C = heads x
-    head size), as in the PaLM paper's appendix B.
-
-    N counts the weights that take part in a matmul: ``GPT.num_params()``, which leaves out the
-    position embedding (a lookup, no FLOPs) but keeps the token embedding, the LM head's tied
-    matrix (as nanoGPT's MFU estimate does): the head's matmul costs 2·V·C FLOPs per token in the
-    forward pass whether or not its matrix is shared with the embedding."""
-    return 6 * n_params + 12 * n_layer * n_embd * block_size

@@ -292,6 +292,16 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
+    def flops_per_token(self) -> float:
+        """Training FLOPs per token: 6N for the weights (forward 2N, backward 4N) plus
+        attention's 12·L·C·T (QK^T and AV, forward and backward, at full context T; C = heads x
+        head size), as in the PaLM paper's appendix B. N is ``num_params()``: the position
+        embedding is a lookup (no FLOPs), but the token embedding stays, since the LM head's
+        tied matmul costs 2·V·C FLOPs per token in the forward pass (nanoGPT's MFU estimate);
+        WaveGPT's branch is counted in its 6N."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+
     def _embed_tokens(self, idx: torch.Tensor) -> torch.Tensor:
         # -1 marks "before the start of the stream" and embeds as zeros.
         emb = self.transformer.wte(idx.clamp(min=0))

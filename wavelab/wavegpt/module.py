@@ -12,6 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from wavelab.core.errors import ConfigError
 from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
+from wavelab.core.registry import ModelSpec
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
 from wavelab.wavegpt.model import GPT, GPTConfig
 
@@ -22,6 +23,13 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
     ``tokenizer`` (a ``to_dict()`` of the data's tokenizer) fixes the vocabulary and travels in
     the checkpoint, so sampling and evaluation need nothing but the checkpoint.
     """
+
+    spec = ModelSpec(
+        label="GPT",
+        headline_metrics=("val/loss", "val/loss_best", "val/ppl", "val/acc", "val/bpc"),
+        generates_text=True,
+        flops_per_token=lambda module: module.net.flops_per_token(),
+    )
 
     def __init__(
         self,

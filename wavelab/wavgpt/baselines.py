@@ -13,12 +13,12 @@ Both code the same frozen-encoder hidden states h (B, T, d) and decode through t
   part of the wavelet code that carries the embedding.)
 * ``scalar``: every coefficient of h quantized at ``value_bits``; no sparsification at all.
 
-Both return a ``WavGPTOutput``; its ``coeffs``/``keep``/``kept`` are in the coder's own
-coordinates ((B, T, r) for pca, (B, T, d) for scalar), ``k`` counts the values sent and
+Both are ``Coder``s (coding.py); a ``Code``'s ``coeffs``/``keep``/``values`` are in the coder's
+own coordinates ((B, T, r) for pca, (B, T, d) for scalar), ``k`` counts the values sent and
 ``keep_ratio`` is k / (n_real * d).
 
-Bits per code (``code_bits``; the same ideal accounting as the wavelet code's, so the rates are
-comparable): the wavelet code's container overhead (header, fingerprints, CRC: ``header_bits``)
+Bits per code (``bits``; the same ideal accounting as the wavelet code's, so the rates are
+comparable): the wavelet code's container overhead (header, fingerprints, CRC)
 + k values at ``value_bits`` + one fp16 scale per quantization group at 4 or 8 bits (fp16 values
 need none). Positions cost nothing: both codes are dense in their coordinates.
 
@@ -35,18 +35,15 @@ is fitted once (``fit``) and saved in the checkpoint, not sent with each code.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from torch import Tensor
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.code.quantize import SCALE_BITS, fake_quantize, group_scales
-from wavelab.wavgpt.model import (
-    WavGPTConfig,
-    WavGPTCore,
-    WavGPTOutput,
-    build_refiner,
-    check_hidden_states,
-)
+from wavelab.wavgpt.code.sparse_code import overhead_bytes
+from wavelab.wavgpt.coding import Code, Coder, real_token_keep
+from wavelab.wavgpt.config import WavGPTConfig
+from wavelab.wavgpt.model import WavGPTCore
+from wavelab.wavgpt.refiner import build_refiner
 
 
 def quantize_groups(values: Tensor, keep: Tensor, bits: int) -> Tensor:
@@ -68,48 +65,42 @@ def dense_code_bits(
     return header_bits + k.double() * value_bits + scales
 
 
-class _BaselineCore(nn.Module):
-    """What the baselines share: the refiner, the input checks and the code's bookkeeping."""
-
-    side_values = 0  # values sent once per code, besides the coordinates of the real tokens
+class _DenseCoder(Coder):
+    """What the baselines share: every real token's coordinates are sent, at value_bits."""
 
     def __init__(self, cfg: WavGPTConfig, d: int) -> None:
-        super().__init__()
         cfg.validate()
+        super().__init__(d, cfg.block_size, build_refiner(cfg, d))
         self.cfg = cfg
-        self.d = d
         self.value_bits = cfg.value_bits
-        self.refiner = build_refiner(cfg, d)
 
-    def forward(self, h: Tensor, mask: Tensor | None = None) -> WavGPTOutput:
-        """h (B, T, d) hidden states, mask (B, T) of real tokens (None: all real)."""
-        mask = check_hidden_states(h, mask, self.d, self.cfg.block_size)
-        coeffs, kept, h_hat = self.code(h * mask[..., None], mask)
-        keep = mask[..., None].expand_as(coeffs).to(coeffs.dtype)
-        k = keep.sum(dim=(1, 2)).long() + self.side_values
-        ratio = k.to(h.dtype) / (mask.sum(dim=1) * self.d)
-        h_hat = h_hat * mask[..., None]  # padding decodes to 0, as in the wavelet code
-        return WavGPTOutput(coeffs, keep, kept, h_hat, self.refiner(h_hat, mask), k, ratio)
+    def dense_code(self, coeffs: Tensor, values: Tensor, mask: Tensor, side=None) -> Code:
+        keep = real_token_keep(mask, coeffs.shape[-1], coeffs.dtype)
+        k = keep.sum(dim=(1, 2)).long() + (0 if side is None else side.shape[-1])
+        ratio = k.to(coeffs.dtype) / (mask.sum(dim=1) * self.d)
+        return Code(values, mask, side, keep=keep, k=k, keep_ratio=ratio, coeffs=coeffs)
 
-    def code(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(coefficients, the decoded coefficients, h_hat) of padding-zeroed h."""
-        raise NotImplementedError
+    def header_bits(self, fingerprint_bytes: int) -> float:
+        return 8.0 * overhead_bytes(fingerprint_bytes)
 
 
-class ScalarCore(_BaselineCore):
+class ScalarCore(_DenseCoder):
     """Every coefficient of h at ``value_bits``, one fp16 scale per token."""
 
-    def code(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        keep = mask[..., None].expand_as(h)
-        kept = quantize_groups(h, keep, self.value_bits)  # groups: the T tokens
-        return h, kept, kept
+    def code_checked(self, h: Tensor, mask: Tensor) -> Code:
+        h = h * mask[..., None]
+        values = quantize_groups(h, mask[..., None].expand_as(h), self.value_bits)  # per token
+        return self.dense_code(h, values, mask)
 
-    def code_bits(self, k: Tensor, header_bits: float) -> Tensor:
-        n_real = k // self.d
-        return dense_code_bits(k, self.value_bits, n_real, header_bits)
+    def decode(self, code: Code) -> Tensor:
+        return code.values
+
+    def bits(self, code: Code, fingerprint_bytes: int) -> Tensor:
+        n_real = code.mask.sum(1)
+        return dense_code_bits(code.k, self.value_bits, n_real, self.header_bits(fingerprint_bytes))
 
 
-class PCACore(_BaselineCore):
+class PCACore(_DenseCoder):
     """Top-r principal coordinates of h at ``value_bits``, one fp16 scale per component."""
 
     def __init__(self, cfg: WavGPTConfig, d: int) -> None:
@@ -121,12 +112,14 @@ class PCACore(_BaselineCore):
             )
         self.rank = cfg.pca_rank
         self.block_mean = cfg.pca_block_mean
-        self.side_values = d if self.block_mean else 0
         self.mean_bits = cfg.pca_block_mean_bits or cfg.value_bits
         # Buffers, not parameters: fitted once, never trained, saved with the checkpoint.
         self.register_buffer("mean", torch.zeros(d))
         self.register_buffer("basis", torch.zeros(d, self.rank))
         self.register_buffer("fitted", torch.tensor(False))
+
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
 
     @torch.no_grad()
     def fit(self, h: Tensor, mask: Tensor) -> None:
@@ -145,43 +138,53 @@ class PCACore(_BaselineCore):
         self.basis.copy_(top.to(self.basis.dtype))
         self.fitted.fill_(True)
 
-    def code(self, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def code_checked(self, h: Tensor, mask: Tensor) -> Code:
         if not self.fitted:
             raise RuntimeError(
                 "the pca coder's basis is not fitted: call PCACore.fit(h, mask) on training "
                 "hidden states first (WavGPTModule does so when training starts)"
             )
+        h = h * mask[..., None]
         coords = (h - self.mean) @ self.basis  # (B, T, r)
         keep = mask[:, None, :].expand(-1, self.rank, -1)  # (B, r, T)
         # Groups along dim 1: transpose so that each component gets its own scale.
-        kept = quantize_groups(coords.transpose(1, 2), keep, self.value_bits).transpose(1, 2)
-        h_hat = kept @ self.basis.T + self.mean
+        values = quantize_groups(coords.transpose(1, 2), keep, self.value_bits).transpose(1, 2)
+        side = None
         if self.block_mean:
-            h_hat = h_hat + self.mean_correction(h, h_hat, mask)[:, None, :]
-        return coords, kept, h_hat
+            side = self.mean_correction(h, self.project_back(values, mask), mask)
+        return self.dense_code(coords, values, mask, side)
 
-    def mean_correction(self, h: Tensor, h_hat: Tensor, mask: Tensor) -> Tensor:
-        """(B, d) what h_hat's mean over each block's real tokens misses of h's, at
-        ``pca_block_mean_bits`` (default ``value_bits``) with one scale per block: the d values
-        that ``pca_block_mean`` sends."""
+    def project_back(self, values: Tensor, mask: Tensor) -> Tensor:
+        """(B, T, d) the states of the coordinates ``values``; padding decodes to 0."""
+        return (values @ self.basis.T + self.mean) * mask[..., None]
+
+    def decode(self, code: Code) -> Tensor:
+        states = self.project_back(code.values, code.mask)
+        if code.side is not None:
+            states = states + code.side[:, None, :] * code.mask[..., None]
+        return states
+
+    def mean_correction(self, h: Tensor, decoded: Tensor, mask: Tensor) -> Tensor:
+        """(B, d) what the decoded states' mean over each block's real tokens misses of h's,
+        at ``pca_block_mean_bits`` (default ``value_bits``) with one scale per block: the d
+        values that ``pca_block_mean`` sends."""
         real = mask[..., None].to(h.dtype)
-        missed = ((h - h_hat) * real).sum(1) / real.sum(1).clamp_min(1)  # (B, d)
+        missed = ((h - decoded) * real).sum(1) / real.sum(1).clamp_min(1)  # (B, d)
         everything = torch.ones_like(missed[:, None, :])
         return quantize_groups(missed[:, None, :], everything, self.mean_bits)[:, 0]
 
-    def code_bits(self, k: Tensor, header_bits: float) -> Tensor:
-        coords = k - self.side_values
-        bits = dense_code_bits(coords, self.value_bits, self.rank, header_bits)
-        if self.block_mean:  # d values and (below 16 bits) one scale
-            bits = bits + dense_code_bits(torch.full_like(k, self.d), self.mean_bits, 1, 0.0)
+    def bits(self, code: Code, fingerprint_bytes: int) -> Tensor:
+        side = 0 if code.side is None else code.side.shape[-1]
+        header = self.header_bits(fingerprint_bytes)
+        bits = dense_code_bits(code.k - side, self.value_bits, self.rank, header)
+        if side:  # d values and (below 16 bits) one scale
+            bits = bits + dense_code_bits(torch.full_like(code.k, side), self.mean_bits, 1, 0.0)
         return bits
 
 
-CORES = {"wavelet": WavGPTCore, "pca": PCACore, "scalar": ScalarCore}
+CODER_CLASSES = {"wavelet": WavGPTCore, "pca": PCACore, "scalar": ScalarCore}
 
 
-def build_core(cfg: WavGPTConfig, d: int) -> nn.Module:
-    """The core of ``cfg.coder``: WavGPT's wavelet code or one of the baselines above."""
-    if cfg.coder == "wavelet":
-        return WavGPTCore(cfg, d)
-    return CORES[cfg.coder](cfg, d)
+def build_coder(cfg: WavGPTConfig, d: int) -> Coder:
+    """The coder ``model.coder`` names: WavGPT's wavelet code or one of the baselines above."""
+    return CODER_CLASSES[cfg.coder](cfg, d)

@@ -12,25 +12,24 @@ import math
 
 import lightning as L
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
 from torchmetrics import MeanMetric, MinMetric
 
+from wavelab.core.config import check_number
 from wavelab.core.errors import ConfigError
 from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
-from wavelab.wavgpt.baselines import build_core
-from wavelab.wavgpt.code.sparse_code import code_bits, overhead_bytes, scale_count, sent_bits
+from wavelab.core.registry import ModelSpec
+from wavelab.wavgpt.baselines import build_coder
+from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
 from wavelab.wavgpt.code.text_rates import reference_bits_per_token
+from wavelab.wavgpt.coding import WavGPTOutput
+from wavelab.wavgpt.config import WavGPTConfig
 from wavelab.wavgpt.distill import TeacherTopK, teacher_topk
 from wavelab.wavgpt.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
 from wavelab.wavgpt.encoder import FrozenEncoder
-from wavelab.wavgpt.model import (
-    WavGPTConfig,
-    WavGPTOutput,
-    distillation_loss,
-    masked_mean,
-    token_accuracy,
-)
+from wavelab.wavgpt.losses import distillation_loss, masked_mean, token_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +63,42 @@ def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
 # from one code: from the refined states (cosine, recall_at_1), and from the inverse transform
 # alone (*_unrefined), the states before the refiner that KD and CE train for the head only.
 BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine", "cosine_unrefined")
-# Real training tokens whose hidden states fit the pca coder's basis.
-PCA_FIT_TOKENS = 100_000
+# Real training tokens whose hidden states fit a coder that learns from data (pca's basis).
+FIT_TOKENS = 100_000
+
+
+def check_config(cfg: DictConfig) -> None:
+    """The code's values, checked before any data is tokenized or the teacher cache is built."""
+    check_number(cfg, "model.keep_ratio")  # its range is WavGPTConfig's to check
+    check_value_bits(cfg.model.value_bits)
+    check_value_scale(cfg.model.get("value_scale", "code"))
+
+
+def training_flops_per_token(module: WavGPTModule) -> float:
+    """6 × the trainable parameters (the core's forward and backward, its matmuls counted
+    through its weights, as a GPT's are) + 4·d·V for the frozen head (its forward and the
+    backward to its input; no weight gradient). The frozen encoder's forward is left out: with
+    the teacher cache it never runs during training."""
+    trainable = sum(p.numel() for p in module.core.parameters() if p.requires_grad)
+    return 6 * trainable + 4 * module.encoder.d * module.encoder.vocab_size
 
 
 class WavGPTModule(RecordsItsClass, L.LightningModule):
     """``encoder``: FrozenEncoder kwargs; ``core``: WavGPTConfig fields (flat in the config)."""
+
+    spec = ModelSpec(
+        label="WavGPT",
+        headline_metrics=(
+            "val/loss",
+            "val/loss_best",
+            "val/acc",
+            "val/bits_per_token",
+            "val/compression_vs_fp32",
+        ),
+        check_config=check_config,
+        use_instead="encode and decode text with python -m wavelab.wavgpt.codec",
+        flops_per_token=training_flops_per_token,
+    )
 
     def __init__(
         self,
@@ -103,7 +132,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 f"model.kd_top_k={self.cfg.kd_top_k} is invalid: the encoder's vocabulary has "
                 f"only {self.encoder.vocab_size} tokens"
             )
-        self.core = build_core(self.cfg, self.encoder.d)
+        self.core = build_coder(self.cfg, self.encoder.d)
         if compile:  # in place: the weights keep their one state_dict key, core.*
             self.core.compile()
         self.metrics = torch.nn.ModuleDict(
@@ -142,9 +171,9 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         return teacher_topk(logits, self.cfg.kd_top_k, self.cfg.kd_temperature, batch["input_ids"])
 
     def on_fit_start(self) -> None:
-        # The pca coder's basis comes from training states; a resumed run has it already.
-        if self.cfg.coder == "pca" and not self.core.fitted:
-            self.fit_pca(self.trainer.datamodule.train_dataloader())
+        # A coder fitted on data (pca's basis) fits on training states; a resumed run has it.
+        if not self.core.is_fitted():
+            self.fit_coder(self.trainer.datamodule.train_dataloader())
         self.check_teacher_cache(getattr(self.trainer.datamodule, "teacher_meta", None))
 
     def check_teacher_cache(self, meta: dict | None) -> None:
@@ -169,44 +198,26 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 "them from model.*: do not override it apart)"
             )
 
-    def encode(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, WavGPTOutput]:
-        """Hidden states of the frozen encoder and everything the core makes of them."""
-        h = self.encoder.hidden(input_ids, attention_mask)
-        return h, self.core(h, attention_mask)
-
     @torch.no_grad()
-    def fit_pca(self, batches) -> None:
-        """Fits the pca coder's basis on the first ~PCA_FIT_TOKENS real tokens of ``batches``;
-        under DDP rank 0's basis is sent to every rank, so all decode alike."""
+    def fit_coder(self, batches) -> None:
+        """Fits the coder on the first ~FIT_TOKENS real tokens of ``batches``; under DDP rank
+        0's fit is sent to every rank, so all decode alike."""
         states, masks, tokens = [], [], 0
         for batch in batches:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             states.append(self.hidden_states(batch).float())
             masks.append(batch["attention_mask"])
             tokens += int(batch["attention_mask"].sum())
-            if tokens >= PCA_FIT_TOKENS:
+            if tokens >= FIT_TOKENS:
                 break
         self.core.fit(torch.cat(states), torch.cat(masks))
         if self._trainer is not None:  # None outside a Trainer: one process, nothing to send
-            for buffer in (self.core.mean, self.core.basis, self.core.fitted):
+            for buffer in self.core.buffers():
                 buffer.copy_(self._trainer.strategy.broadcast(buffer, src=0))
-        log.info("pca coder: basis of rank %d fitted on %d real tokens", self.core.rank, tokens)
+        log.info("%s: fitted on %d real tokens", type(self.core).__name__, tokens)
 
-    def code_bits(self, out: WavGPTOutput, sent: bool = False) -> Tensor:
-        """(B,) bits a receiver needs per code. Ideal: the format's overhead (header, both
-        fingerprints, checksum) and scales, as ``SparseCode.to_bytes`` sends them, + positions
-        at log2 C(T·d, k) + values. ``sent``: exactly the bytes ``to_bytes`` writes (entropy-coded
-        positions; a numpy pass over the keep mask per band)."""
-        fingerprint_bytes = len(bytes.fromhex(self.encoder.fingerprint))
-        if self.cfg.coder != "wavelet":  # a dense baseline code: sent = ideal (baselines.py)
-            return self.core.code_bits(out.k, 8 * overhead_bytes(fingerprint_bytes))
-        bits, scale = self.cfg.value_bits, self.cfg.value_scale
-        levels = self.core.dwt.levels
-        if sent:
-            return sent_bits(out.keep, levels, bits, scale, fingerprint_bytes).to(out.k.device)
-        header = 8 * overhead_bytes(fingerprint_bytes)
-        n_scales = scale_count(bits, scale, levels)
-        return code_bits(out.k, self.cfg.block_size, self.encoder.d, bits, header, n_scales)
+    def fingerprint_bytes(self) -> int:
+        return len(bytes.fromhex(self.encoder.fingerprint))
 
     def _shared_step(self, batch: dict, stage: str) -> Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -222,7 +233,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             self.cfg,
             refined=out.refined,
             target_h=h,
-            approx=out.h_hat,
+            unrefined=out.unrefined,
         )
         n_real = mask.sum(1).float()  # (B,)
         with torch.no_grad():
@@ -234,15 +245,18 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 "acc_orig": masked_mean((teacher_argmax(teacher) == ids).float(), mask),
             }
             if stage == "val":
-                unrefined = self.encoder.logits(out.h_hat)
+                unrefined = self.encoder.logits(out.unrefined)
                 values["acc_unrefined"] = token_accuracy(unrefined, ids, mask)
                 values["ce_orig"] = masked_mean(teacher_ce(teacher, ids), mask)
-            ideal = self.code_bits(out)  # (B,)
+            ideal = self.core.bits(out.code, self.fingerprint_bytes())  # (B,)
             # Validation logs the bytes actually sent; a training step keeps the ideal, which
             # needs no copy of the (B, T, d) mask to the CPU per step.
-            bits = self.code_bits(out, sent=True) if stage == "val" else ideal
+            if stage == "val":
+                bits = self.core.sent_bits(out.code, self.fingerprint_bytes())
+            else:
+                bits = ideal
             per_code = {
-                "keep_ratio": out.keep_ratio,
+                "keep_ratio": out.code.keep_ratio,
                 "bits_per_token": bits / n_real,
                 "compression_vs_fp32": n_real * self.encoder.d * 32 / bits,
                 "compression_vs_ids": n_real * math.log2(self.encoder.vocab_size) / bits,
@@ -266,12 +280,12 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             "exact_blocks": exact_blocks(student.argmax(-1), ids, mask),
             "exact_blocks_orig": exact_blocks(teacher_argmax(teacher), ids, mask),
             "cosine": pooled_cosine(out.refined, h, mask),
-            "cosine_unrefined": pooled_cosine(out.h_hat, h, mask),
+            "cosine_unrefined": pooled_cosine(out.unrefined, h, mask),
         }
         for name, value in blocks.items():
             self.block_metrics[name].update(value.float())
         self._pooled.append(
-            tuple(mean_pool(states, mask).float() for states in (out.refined, out.h_hat, h))
+            tuple(mean_pool(states, mask).float() for states in (out.refined, out.unrefined, h))
         )
         if self._reference_rates is None:
             self._val_blocks.append((ids, mask))
@@ -354,10 +368,8 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         # importances would pull them away from Haar and from the learned selection.
         trainable = {n: p for n, p in self.core.named_parameters() if p.requires_grad}
         decay = [p for n, p in trainable.items() if n.startswith("refiner.") and p.dim() >= 2]
-        # The learned lifting gets its own learning rate when model.lifting_lr_scale != 1 (at 1
-        # the groups stay as they were, so older checkpoints' optimizer states still load).
-        scale = self.cfg.lifting_lr_scale
-        lifting = [p for n, p in trainable.items() if n.startswith("dwt.")] if scale != 1 else []
+        # The learned lifting has its own learning rate (model.lifting_lr_scale × lr).
+        lifting = [p for n, p in trainable.items() if n.startswith("dwt.")]
         grouped = {id(p) for p in decay + lifting}
         groups = [
             {
@@ -370,7 +382,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             },
         ]
         if lifting:
-            lr = scale * float(self.hparams.optimizer["lr"])
+            lr = self.cfg.lifting_lr_scale * float(self.hparams.optimizer["lr"])
             groups.append({"params": lifting, "weight_decay": 0.0, "lr": lr})
         # self._trainer: None outside a Trainer (the bench)
         optimizer = build_optimizer(self.hparams.optimizer, groups, self._trainer)

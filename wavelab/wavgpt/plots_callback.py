@@ -55,7 +55,7 @@ class _OnValidationBlocks(EveryNValidations):
     def on_nth_validation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self._batch is None:
             return
-        if pl_module.cfg.coder != "wavelet":  # bands and codes are the wavelet coder's
+        if not pl_module.core.has_bands:  # bands and codes are the wavelet coder's
             log.info("%s: skipped, model.coder=%s", type(self).__name__, pl_module.cfg.coder)
             return
         if trainer.global_step == self._last_step:  # e.g. fit ends right after a validation

@@ -48,6 +48,7 @@ from wavelab.core.config import instantiate
 from wavelab.data.corpora import shakespeare_complete_works
 from wavelab.wavgpt.code.sparse_code import SparseCode
 from wavelab.wavgpt.codec.api import WavGPTCodec
+from wavelab.wavgpt.coding import Code
 from wavelab.wavgpt.screened_argmax import ScreenedArgmax
 
 TARGET_SPEEDUP = 10.0
@@ -121,7 +122,8 @@ def decoder_inputs(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> d
     tokens, (1, n, d) with its mask, and the refined states, (n, d)."""
     n = int(mask.sum())
     (code,) = codec.encode_hidden(h, mask)
-    inverse = codec.module.core.dwt.inverse(torch.from_numpy(SparseCode.batch_to_dense([code])))
+    values = torch.from_numpy(SparseCode.batch_to_dense([code]))
+    inverse = codec.module.core.decode(Code(values, mask.bool()))
     states, real = codec.hidden([code])
     return {"refiner": (inverse[:, :n], mask[:, :n]), "head": states[real.bool()]}
 

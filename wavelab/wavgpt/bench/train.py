@@ -23,7 +23,7 @@ stage where it runs, by wrapping the stage's method on the module for the durati
     inverse   inverse lifting transform         step       backward, clipping, AdamW step
 
 Filter and lifting also cost time in the backward pass, hidden in ``step``; ``lifting_backward``
-times it separately, by a backward pass from the core's inverse transform (``h_hat``) alone,
+times it separately, by a backward pass from the core's inverse transform (the decoded states) alone,
 and the table adds it to their share. Medians over the timed steps; other processes on the
 machine add noise, which the load averages printed before and after help judge.
 
@@ -149,11 +149,11 @@ def train_step(module: WavGPTModule, optimizer, clip: float | None, batch: dict,
 
 def lifting_backward(module: WavGPTModule, batch: dict, clock: Clock) -> None:
     """Times the backward pass through inverse, filter and dwt alone: from the core's
-    ``h_hat`` (before the refiner) with a random gradient, which is then discarded."""
-    h_hat = module.core(module.hidden_states(batch), batch["attention_mask"]).h_hat
-    grad = torch.randn_like(h_hat)
+    decoded states (before the refiner) with a random gradient, which is then discarded."""
+    unrefined = module.core(module.hidden_states(batch), batch["attention_mask"]).unrefined
+    grad = torch.randn_like(unrefined)
     with clock("lifting_backward"):
-        h_hat.backward(grad)
+        unrefined.backward(grad)
     module.core.zero_grad(set_to_none=True)
 
 

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.code.sparse_code import SparseCode, code_bits, overhead_bytes, scale_count
+from wavelab.wavgpt.coding import Code
 from wavelab.wavgpt.distortion import mean_pool
 
 if TYPE_CHECKING:  # never executed: no import edge to the Lightning module at run time
@@ -70,7 +71,7 @@ class WavGPTCodec:
         # transformers: imported only once a model is at hand, so `--help` stays fast
         from wavelab.wavgpt.encoder import load_tokenizer, weights_fingerprint
 
-        if module.cfg.coder != "wavelet":
+        if not module.core.has_bands:
             raise ConfigError(
                 f"model.coder={module.cfg.coder!r}: the codec writes wavelet codes only; a "
                 "baseline coder (pca, scalar) is measured in training, not sent"
@@ -143,17 +144,17 @@ class WavGPTCodec:
         """The frozen encoder's (B, T, d) hidden states and (B, T) mask -> B codes. Runs the
         core's encoder half only (``WavGPTCore.code``): the refiner is decode's."""
         core, cfg = self.module.core, self.module.cfg
-        _, kept, keep, _, _, scales = core.code(h, attention_mask)
+        code = core.code(h, attention_mask)
         return SparseCode.from_batch(
-            kept,
-            keep,
+            code.values,
+            code.keep,
             attention_mask.sum(1),
-            scales,
+            code.scales,
             fingerprint=self.fingerprint,
             value_bits=cfg.value_bits,
             compressor=self.compressor,
             value_scale=cfg.value_scale,
-            levels=core.dwt.levels,
+            levels=core.levels,
         )
 
     # --- decoding -----------------------------------------------------------------------------
@@ -196,15 +197,16 @@ class WavGPTCodec:
         core, out = self.module.core, []
         for start in range(0, len(codes), self.batch_size):
             chunk = codes[start : start + self.batch_size]
-            kept = torch.from_numpy(SparseCode.batch_to_dense(chunk)).to(device)
-            h_hat = core.dwt.inverse(kept.to(self._dtype()))  # (b, T, d)
+            values = torch.from_numpy(SparseCode.batch_to_dense(chunk)).to(device, self._dtype())
+            chunk_mask = mask[start : start + len(chunk)].bool()
+            unrefined = core.decode(Code(values, chunk_mask))  # (b, T, d)
             if not refined:
-                out.append(h_hat)
+                out.append(unrefined)
                 continue
             # The refiner's padded steps are masked out of attention and thrown away: refine
             # only up to the chunk's longest code, and pad back with zeros.
             n = max(c.n_tokens for c in chunk)
-            refined = core.refiner(h_hat[:, :n], mask[start : start + len(chunk), :n])
+            refined = core.refine(unrefined[:, :n], chunk_mask[:, :n])
             out.append(torch.nn.functional.pad(refined, (0, 0, 0, self.block_size - n)))
         return torch.cat(out), mask
 

@@ -40,12 +40,12 @@ def analyse(module, input_ids: Tensor, attention_mask: Tensor) -> dict[str, np.n
     """Statistics behind the figures, for one batch of blocks of a ``WavGPTModule``."""
     core, device = module.core, module.device
     ids, mask = input_ids.to(device), attention_mask.to(device).bool()
-    out = core(module.encoder.hidden(ids, mask.long()), mask)
-    _, T, d = out.coeffs.shape
+    code = core.code(module.encoder.hidden(ids, mask.long()), mask)
+    _, T, d = code.coeffs.shape
     eligible = core.dwt.support_mask(mask).float()  # (B, T): coefficient steps with real data
-    kept_t = out.keep.float().sum((0, 2))  # (T,) kept over blocks and channels
+    kept_t = code.keep.float().sum((0, 2))  # (T,) kept over blocks and channels
     eligible_t = eligible.sum(0) * d
-    energy_t = (out.coeffs.float().pow(2) * eligible[..., None]).sum((0, 2))
+    energy_t = (code.coeffs.float().pow(2) * eligible[..., None]).sum((0, 2))
     bands = band_index(T, core.dwt.levels).to(device)
     n_bands = core.dwt.num_bands
 

@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> list[Path]:
             f"ckpt_path={ckpt_path!r} is invalid: it holds a {type(module).__name__} (a "
             "language model), not a WavGPT checkpoint"
         )
-    if module.cfg.coder != "wavelet":
+    if not module.core.has_bands:
         raise ConfigError(
             f"ckpt_path={ckpt_path!r} is invalid: its model.coder={module.cfg.coder!r} has no "
             "wavelet bands to plot (the plots are the wavelet coder's)"
