@@ -82,16 +82,20 @@ def test_experiment_presets_compose_and_instantiate(make_cfg, experiment, reques
 
 def group_options():
     model_for = {"shakespeare_wordpiece": "model=wavgpt", "wavgpt": "model=wavgpt"}
-    wavgpt_groups = ("study_method", "study_point")  # the rate–distortion study's bundles
-    for group in ("data", "model", "trainer", "logger", "callbacks", "debug", *wavgpt_groups):
+    # The rate–distortion study's bundles: groups of its preset, not of the library's defaults.
+    study = ("model=wavgpt", "experiment=wavgpt_rate_distortion")
+    for group in ("data", "model", "trainer", "logger", "callbacks", "debug"):
         for name in options(group):
-            model = "model=wavgpt" if group in wavgpt_groups else model_for.get(name, "model=gpt")
+            model = (model_for.get(name, "model=gpt"),)
             yield pytest.param(model, group, name, id=f"{group}={name}")
+    for group in ("study_method", "study_point"):
+        for name in options(group):
+            yield pytest.param(study, group, name, id=f"{group}={name}")
 
 
 @pytest.mark.parametrize(("model", "group", "name"), group_options())
 def test_group_options_compose_and_build(make_cfg, model, group, name):
-    cfg = make_cfg(model, f"{group}={name}")
+    cfg = make_cfg(*model, f"{group}={name}")
     assert cfg.hydra.runtime.choices[group] == name
     if name == "fsdp" and not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"fsdp.* requires a GPU"):

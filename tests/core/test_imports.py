@@ -187,7 +187,6 @@ def test_the_format_imports_no_model_or_lightning_code():
     own = (
         "wavelab.wavgpt.code.quantize",
         "wavelab.wavgpt.code.positions",
-        "wavelab.wavgpt.code.sparse_code_v2",
     )
     foreign = {n for n in names if n.startswith(("wavelab.", "lightning"))}
     assert not {n for n in foreign if not n.startswith(own)}, names

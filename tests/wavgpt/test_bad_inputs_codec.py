@@ -34,7 +34,7 @@ def files(tiny_encoder_dir, tmp_path_factory) -> dict[str, Path | str]:
 
     corrupt = bytearray(code)
     corrupt[-6] ^= 0xFF  # a value byte: only the checksum can tell
-    huge_v2 = struct.pack("<4sBBBBHHHI8s", b"WAVC", 2, 0b100, 0, 0, 65535, 65535, 1, 0, bytes(8))
+    huge = struct.pack("<4sBBBBBHHHII8s", b"WAVC", 3, 16, 0, 0, 0, 65535, 65535, 1, 0, 1, bytes(8))
     huge_v1 = struct.pack("<4sBBBBHHHI", b"WAVC", 1, 0b100, 0, 0, 65535, 65535, 1, 0)
     return {
         "ckpt": ckpt,
@@ -45,7 +45,7 @@ def files(tiny_encoder_dir, tmp_path_factory) -> dict[str, Path | str]:
         "other_code": write("other.bin", code),
         "corrupt_b64": base64.b64encode(corrupt).decode(),
         "truncated_code": write("truncated.bin", code[:-3]),
-        "huge_v2": write("huge_v2.bin", huge_v2 + struct.pack("<I", zlib.crc32(huge_v2))),
+        "huge": write("huge.bin", huge + struct.pack("<I", zlib.crc32(huge))),
         "huge_v1": write("huge_v1.bin", huge_v1 + struct.pack("<I", zlib.crc32(huge_v1))),
     }
 
@@ -138,8 +138,8 @@ CASES = {
     ),
     "codec-huge-shape": (
         "wavgpt.codec",
-        ["decode", "ckpt_path={ckpt}", "code_file={huge_v2}"],
-        ["code_file", "huge_v2.bin", "65535", "16777216"],
+        ["decode", "ckpt_path={ckpt}", "code_file={huge}"],
+        ["code_file", "huge.bin", "65535", "16777216"],
     ),
     "codec-version-1": (
         "wavgpt.codec",

@@ -9,7 +9,7 @@ Binary format, version 3, little-endian:
     offset  size  field
     0       4     magic b"WAVC"
     4       1     version (3)
-    5       1     value_bits: 16 (fp16), 8 or 4 (integers with scales), 32 (fp32, for v2 codes)
+    5       1     value_bits: 16 (fp16), 8 or 4 (integers with scales)
     6       1     flags: bit 0 scales per band (else one per code)
     7       1     lifting levels L: the code has G = L + 1 wavelet bands
     8       1     encoder fingerprint length F in bytes
@@ -20,9 +20,9 @@ Binary format, version 3, little-endian:
     19      4     P: bytes of the position stream
     23      8     compressor fingerprint: the trained lifting, filter and refiner that made the code
     31      F     encoder fingerprint: the frozen encoder whose hidden states were coded
-    31+F    S     scales: fp16, none at 16 and 32 bits, else 1 (per code) or G (per band)
+    31+F    S     scales: fp16, none at 16 bits, else 1 (per code) or G (per band)
     ...     P     positions, entropy-coded (``wavelab.wavgpt.code.positions``: per-band Rice codes)
-    ...     V     values in position order: fp16 or fp32, or ceil(k * bits / 8) bytes of
+    ...     V     values in position order: fp16, or ceil(k * bits / 8) bytes of
                   integers q in [-L, L] (L = 127 or 7; int8, or 4-bit two's complement, high
                   nibble first), value = q / L * scale of its group (``wavelab.wavgpt.code.quantize``)
     ...     4     CRC32 of every byte before it
@@ -34,10 +34,8 @@ Values beyond the value type's range are clamped, never sent as inf: to +-65504 
 at 8 and 4 bits the scale is the group's largest |value| rounded up to fp16, itself at most
 65504. ``from_bytes`` refuses non-finite values and non-finite or negative scales.
 
-Version 2 (fp16/bf16/fp32 values, bitmask or fixed-width gap positions) is still read
-(``sparse_code_v2``); version 1 lacked the compressor fingerprint, so a v1 code could not tell
-which trained compressor made it and is refused rather than decoded with whatever checkpoint is
-at hand.
+Only this version is read: a code of another version is refused in one line naming it (encode
+the text again with this wavelab).
 
 T·d is at most ``MAX_COEFFICIENTS`` (2^24, i.e. 64 MiB as dense float32; a 4096-token block of
 4096-wide states): a short header can not make a reader allocate more than that.
@@ -66,8 +64,14 @@ from wavelab.wavgpt.code.positions import (
     encode_positions,
     position_bits,
 )
-from wavelab.wavgpt.code.quantize import SCALE_BITS, dequantize, fp16_ceil, int_levels, quantize
-from wavelab.wavgpt.code.sparse_code_v2 import check_length_and_crc, read_v2
+from wavelab.wavgpt.code.quantize import (
+    SCALE_BITS,
+    VALUE_BITS,
+    dequantize,
+    fp16_ceil,
+    int_levels,
+    quantize,
+)
 
 MAGIC = b"WAVC"
 VERSION = 3
@@ -76,7 +80,6 @@ _HEADER = struct.Struct(f"<4sBBBBBHHHII{COMPRESSOR_FINGERPRINT_BYTES}s")
 _CRC = struct.Struct("<I")
 # Dense (T, d) arrays of a code are at most this big; see the module docstring.
 MAX_COEFFICIENTS = 2**24
-VALUE_BITS = (4, 8, 16, 32)  # 32: fp32, for codes read from version 2 only
 VALUE_SCALES = ("code", "band")
 FP16_MAX = 65504.0
 _BAND_SCALES_FLAG = 0b1
@@ -112,10 +115,21 @@ def check_shape(block_size: int, d: int) -> None:
         )
 
 
+def check_length_and_crc(data: bytes, expected: int) -> None:
+    """The length the header describes, then the CRC32 (the last 4 bytes) of every byte before
+    it. Raises ValueError."""
+    if len(data) != expected:
+        raise ValueError(
+            f"WavGPT code length mismatch: the header describes {expected} bytes, got "
+            f"{len(data)} (truncated, trailing bytes or corrupt header)"
+        )
+    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+    if crc != zlib.crc32(data[: -_CRC.size]):
+        raise ValueError("WavGPT code checksum mismatch: the bytes are corrupt")
+
+
 def _values_to_bytes(values: np.ndarray, value_bits: int, scale: np.ndarray | None) -> bytes:
     """k values (already exact at value_bits) -> their bytes; scale (k,) for the integer widths."""
-    if value_bits == 32:
-        return values.astype("<f4").tobytes()
     if value_bits == 16:
         return values.astype("<f2").tobytes()
     q = _quantized(values, value_bits, scale)
@@ -131,7 +145,7 @@ def _values_from_bytes(
 ) -> np.ndarray:
     """Inverse of ``_values_to_bytes``; ValueError for non-finite floats or out-of-range ints."""
     if value_bits >= 16:
-        values = np.frombuffer(data, "<f4" if value_bits == 32 else "<f2").astype(np.float32)
+        values = np.frombuffer(data, "<f2").astype(np.float32)
         if not np.isfinite(values).all():
             raise ValueError("corrupt WavGPT code: non-finite values")
         return values
@@ -312,10 +326,6 @@ class SparseCode:
         return np.minimum(scales, FP16_MAX).astype(np.float16).astype(np.float32)
 
     def _rounded(self, values: np.ndarray) -> np.ndarray:
-        if self.value_bits == 32:
-            if not np.isfinite(values).all():
-                raise ValueError("values must be finite")
-            return values
         if self.value_bits == 16:
             return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16).astype(np.float32)
         scale = self._value_scales()
@@ -462,8 +472,7 @@ class SparseCode:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SparseCode:
-        """Parse ``to_bytes()`` output (or a version-2 code); raises ValueError for anything
-        corrupt or unknown.
+        """Parse ``to_bytes()`` output; raises ValueError for anything corrupt or unknown.
 
         The header is checked (version, shape limit, length, checksum) before anything of the
         size of T·d is allocated."""
@@ -471,13 +480,10 @@ class SparseCode:
         if data[:4] != MAGIC:
             raise ValueError(f"not a WavGPT code: magic {data[:4]!r}, expected {MAGIC!r}")
         version = data[4] if len(data) > 4 else None
-        if version == 2:
-            return cls(*read_v2(data, check_shape))
         if version is not None and version != VERSION:
             raise ValueError(
-                f"unsupported WavGPT code version {version}: this reader knows versions 2 and "
-                f"{VERSION} (version 1 codes carry no compressor fingerprint; encode the text "
-                "again)"
+                f"unsupported WavGPT code version {version}: this reader knows version "
+                f"{VERSION} only; encode the text again"
             )
         if len(data) < overhead_bytes(0):
             raise ValueError(
