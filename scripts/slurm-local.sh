@@ -8,7 +8,8 @@
 # munge auth, no accounting daemon: finished jobs are listed in $DIR/log/jobcomp.txt.
 # WAVELAB_SLURM_NODES=2 starts two nodes instead, n1 and n2: two slurmd on this machine (Debian
 # builds SLURM with --enable-multiple-slurmd), each claiming all of its CPUs and memory, so that
-# a job can span two nodes (the nodes share the machine: jobs on both share its cores). Every file
+# a job can span two nodes (the nodes share the machine: jobs on both share its cores); their
+# names get a line in /etc/hosts (removed by stop), since Lightning's DDP reaches n1 by name. Every file
 # it writes (config, munge key, state, spool, logs, pid files) is under $WAVELAB_SLURM_DIR
 # (default /tmp/wavelab-slurm), plus /etc/slurm/slurm.conf as a link to its config when that
 # file did not exist (so sinfo, sbatch and srun find the cluster without SLURM_CONF); where a
@@ -46,6 +47,13 @@ install_packages() {
         die "install SLURM: apt-get install slurm-wlm munge failed (see $DIR/log/apt.log)"
 }
 
+drop_hosts_line() { # in place (/etc/hosts may be a mount point, which sed -i cannot replace)
+    local kept
+    grep -q '# wavelab-slurm-local$' /etc/hosts 2>/dev/null || return 0
+    kept=$(grep -v '# wavelab-slurm-local$' /etc/hosts)
+    printf '%s\n' "$kept" >/etc/hosts
+}
+
 write_config() {
     local node cpus sockets cores threads memory host
     # e.g. "NodeName=vm CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=24105"
@@ -60,6 +68,11 @@ write_config() {
         for i in $(seq "$NODES"); do
             nodes+=("NodeName=n$i NodeHostname=$host NodeAddr=127.0.0.1 Port=$((CTLD_PORT + i))")
         done
+    fi
+    if [ "$NODES" -gt 1 ]; then
+        # Lightning's DDP reaches the first node by its name: make n1, n2, ... resolve here.
+        drop_hosts_line
+        echo "127.0.0.1 $(seq -f 'n%g' -s ' ' "$NODES") # wavelab-slurm-local" >>/etc/hosts
     fi
     cat >"$CONF" <<EOF
 # Written by scripts/slurm-local.sh: a one-node cluster on $host.
@@ -133,7 +146,7 @@ wait_for() { # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds
 node_names() { sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$CONF"; }
 
 daemons() { # the names of the pid files: munged, slurmctld, and slurmd-<node> for each node
-    echo munged slurmctld
+    printf '%s\n' munged slurmctld
     if [ -f "$CONF" ]; then node_names | sed 's/^/slurmd-/'; else echo slurmd; fi
 }
 
@@ -194,6 +207,7 @@ stop() {
     if [ "$(readlink "$SYSTEM_CONF" 2>/dev/null)" = "$CONF" ]; then
         rm -f "$SYSTEM_CONF"
     fi
+    drop_hosts_line
 }
 
 status() {
