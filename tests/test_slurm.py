@@ -188,14 +188,14 @@ def test_two_nodes_match_ddp_sim(entry, corpus_file, train_cli, tmp_path):
     nodes = subprocess.check_output(["sinfo", "-h", "-N", "-o", "%N"], text=True).split()
     if len(nodes) < 2:
         pytest.skip("needs SLURM with 2 nodes: WAVELAB_SLURM_NODES=2 scripts/slurm-local.sh start")
-    steps = ["trainer.max_steps=4", "trainer.val_check_interval=2", "seed=5"]
+    short = ["trainer.max_steps=4", "trainer.val_check_interval=2", "seed=5"]
     two_nodes = ["hydra.launcher.nodes=2", "trainer=ddp_sim", "trainer.devices=1"]
-    ok(run(entry, corpus_file, *SLURM, *two_nodes, "trainer.num_nodes=2", *steps))
+    ok(run(entry, corpus_file, *SLURM, *two_nodes, "trainer.num_nodes=2", *short))
     job_dir = sweep_dir(entry) / "0"
     (job,) = slurm_jobs(sweep_dir(entry)).values()
     assert job["NumNodes"] == "2" and job["JobState"] == "COMPLETED", job
     train_cli(
-        ["trainer=ddp_sim", "trainer.accelerator=cpu", "model.net.n_layer=1", *steps], tmp_path
+        ["trainer=ddp_sim", "trainer.accelerator=cpu", "model.net.n_layer=1", *short], tmp_path
     )
     (local,) = (tmp_path / "logs/train/runs").iterdir()
     assert final(job_dir) == final(local)
