@@ -2,7 +2,9 @@
 overrides, and the command-line entries run as a user runs them.
 
 Markers (pyproject): ``slow`` for tests the quick subset (``-m "not slow"``) leaves out, ``gpu``
-for tests that need CUDA, skipped with the reason "needs a GPU" on machines without one.
+for tests that need CUDA, skipped with the reason "needs a GPU" on machines without one, ``slurm``
+for tests that submit to a real SLURM cluster, skipped with the reason "needs SLURM" where
+``sinfo`` does not answer (``scripts/slurm-local.sh start`` starts a cluster on this machine).
 """
 
 from __future__ import annotations
@@ -21,7 +23,25 @@ from omegaconf import DictConfig
 from wavelab.data.corpora import shakespeare_complete_works
 
 
+def slurm_answers() -> bool:
+    """Whether a SLURM controller answers ``sinfo`` here (scripts/slurm-local.sh starts one)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
+    if any("slurm" in item.keywords for item in items) and not slurm_answers():
+        no_slurm = pytest.mark.skip(reason="needs SLURM: sinfo does not answer here")
+        for item in items:
+            if "slurm" in item.keywords:
+                item.add_marker(no_slurm)
     if torch.cuda.is_available():
         return
     no_gpu = pytest.mark.skip(reason="needs a GPU: torch.cuda.is_available() is False")

@@ -76,9 +76,21 @@ def read_metrics(path: Path) -> dict | None:
 
 
 def load_jobs(sweep_dir: Path) -> list[Job]:
+    from wavelab.hydra_callbacks import read_failed_jobs
+
+    for failed in read_failed_jobs(sweep_dir):  # recorded by wavelab.slurm.SlurmLauncher
+        log.warning(
+            "job %s failed (SLURM job %s): %s; not in the report",
+            failed["job"],
+            failed["slurm_job"],
+            failed["reason"],
+        )
+    failed_dirs = {str(f["job"]) for f in read_failed_jobs(sweep_dir)}
     jobs = []
     for overrides_file in sweep_dir.rglob(".hydra/overrides.yaml"):
         job_dir = overrides_file.parent.parent
+        if job_dir.parent == sweep_dir and job_dir.name in failed_dirs:
+            continue  # its metrics.json, if any, is of a run that did not finish
         metrics_file = job_dir / "metrics.json"
         if not metrics_file.is_file():
             continue  # a job that failed before its first validation

@@ -233,9 +233,24 @@ def log_summary(trainer: L.Trainer, headline: tuple[str, ...], seconds: float) -
     log.info("wall time: %dh %02dm %02ds", minutes // 60, minutes % 60, secs)
 
 
+def requeued_run_dir(cfg: DictConfig) -> str | None:
+    """This run's dir when this process is a SLURM job that SLURM requeued (``SLURM_RESTART_COUNT``
+    >= 1: Lightning's auto-requeue on the time-limit signal, or ``scontrol requeue``) and an earlier
+    start of it left ``checkpoints/last.ckpt`` there (saved on the SIGTERM that ended that start,
+    callbacks/health.py): the job continues it as ``resume_dir=`` would. Else None."""
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1 or cfg.get("resume_dir"):
+        return None
+    run_dir = Path(cfg.paths.output_dir)
+    return str(run_dir) if (run_dir / "checkpoints" / "last.ckpt").is_file() else None
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fits the configured model; returns the final callback metrics as floats."""
     started = time.monotonic()
+    requeued = requeued_run_dir(cfg)
+    if requeued:
+        log.info("SLURM requeued this job (restart %s)", os.environ["SLURM_RESTART_COUNT"])
+        cfg.resume_dir = requeued
     if cfg.get("resume_dir"):
         cfg = resume_config(cfg)
     check_values(cfg)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import struct
+from pathlib import Path
 
 import pytest
 import yaml
@@ -174,7 +176,13 @@ def test_joblib_launcher_runs_jobs_in_parallel_workers(tmp_path, train_cli):
 
 @needs_submitit
 def test_slurm_launcher_without_slurm_is_one_clear_line(entry, corpus_file):
-    result = entry("run", "-m", "hydra/launcher=slurm", f"data.path={corpus_file}", "seed=1,2")
+    # SLURM made absent here: PATH without the dirs that hold its commands, if this machine has any
+    tools = ("srun", "sbatch", "sinfo", "scontrol")
+    dirs = os.environ.get("PATH", "").split(os.pathsep)
+    path = os.pathsep.join(d for d in dirs if not any((Path(d) / t).exists() for t in tools))
+    result = entry(
+        "run", "-m", "hydra/launcher=slurm", f"data.path={corpus_file}", "seed=1,2", PATH=path
+    )
     assert_clean_error(result, "hydra/launcher=slurm", "srun")
     assert not (entry.cwd / "logs").exists()  # refused before the sweep dir was made
 
