@@ -76,9 +76,9 @@ def read_metrics(path: Path) -> dict | None:
 
 
 def load_jobs(sweep_dir: Path) -> list[Job]:
-    from wavelab.hydra_callbacks import read_failed_jobs
+    from wavelab.core.hydra_callbacks import read_failed_jobs
 
-    for failed in read_failed_jobs(sweep_dir):  # recorded by wavelab.slurm.SlurmLauncher
+    for failed in read_failed_jobs(sweep_dir):  # recorded by wavelab.core.slurm.SlurmLauncher
         log.warning(
             "job %s failed (SLURM job %s): %s; not in the report",
             failed["job"],

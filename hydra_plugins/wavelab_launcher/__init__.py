@@ -1,9 +1,9 @@
 """Hydra instantiates launchers only from the ``hydra_plugins`` namespace package, so
-``wavelab.slurm.SlurmLauncher`` is named here (conf/hydra/launcher/slurm.yaml). Without the
+``wavelab.core.slurm.SlurmLauncher`` is named here (conf/hydra/launcher/slurm.yaml). Without the
 [sweeps] extra (hydra-submitit-launcher) there is nothing to name."""
 
 try:
-    from wavelab.slurm import SlurmLauncher as _WavelabSlurmLauncher
+    from wavelab.core.slurm import SlurmLauncher as _WavelabSlurmLauncher
 except ImportError:
     pass
 else:

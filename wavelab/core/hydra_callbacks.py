@@ -21,7 +21,9 @@ from omegaconf import DictConfig
 from wavelab.core.cli import USER_ERROR_EXIT, quiet_lightning
 
 SWEPT_KEYS_FILE = "swept_keys.yaml"  # in the sweep dir: the keys whose values differ by job
-FAILED_JOBS_FILE = "failed_jobs.yaml"  # in the sweep dir: what wavelab.slurm saw of failed jobs
+FAILED_JOBS_FILE = (
+    "failed_jobs.yaml"  # in the sweep dir: what wavelab.core.slurm saw of failed jobs
+)
 
 
 def swept_keys(hydra_cfg: DictConfig) -> list[str]:
@@ -45,7 +47,7 @@ def read_swept_keys(sweep_dir: Path) -> list[str] | None:
 
 
 def read_failed_jobs(sweep_dir: Path) -> list[dict]:
-    """The failed jobs that ``wavelab.slurm.SlurmLauncher`` recorded; [] when none failed."""
+    """The failed jobs that ``wavelab.core.slurm.SlurmLauncher`` recorded; [] when none failed."""
     path = sweep_dir / FAILED_JOBS_FILE
     return (yaml.safe_load(path.read_text()) or []) if path.is_file() else []
 

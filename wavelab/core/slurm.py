@@ -28,8 +28,8 @@ from pathlib import Path
 import yaml
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
-from wavelab.errors import DIVERGED_EXIT, USER_ERROR_EXIT
-from wavelab.hydra_callbacks import FAILED_JOBS_FILE
+from wavelab.core.errors import DIVERGED_EXIT, USER_ERROR_EXIT
+from wavelab.core.hydra_callbacks import FAILED_JOBS_FILE
 
 POLL_SECONDS = 2.0
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         mark the job FAILED."""
         from hydra.core.utils import JobStatus
 
-        from wavelab.errors import TrainingDiverged
+        from wavelab.core.errors import TrainingDiverged
 
         ret = super().__call__(*args, **kwargs)
         if ret.status == JobStatus.FAILED:

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import LM_SMALL, TRAINER_SMALL, assert_clean_error
+from helpers.cli import assert_clean_error
+from helpers.small import LM_SMALL, TRAINER_SMALL
 
 pytestmark = [
     pytest.mark.slow,
@@ -203,10 +204,10 @@ def test_two_nodes_match_ddp_sim(entry, corpus_file, train_cli, tmp_path):
     assert csv_rows(job_dir) == csv_rows(local)
 
 
-# Long enough (hundreds of steps) to be preempted in the middle; every step's metrics logged.
+# Long enough (over a hundred steps) to be preempted in the middle; every step's metrics logged.
 REQUEUE = [
-    "trainer.max_steps=300",
-    "trainer.val_check_interval=50",
+    "trainer.max_steps=120",
+    "trainer.val_check_interval=40",
     "trainer.log_every_n_steps=1",
     "callbacks.throughput=null",  # wall-clock rates differ between any two runs
     "seed=7",
@@ -225,9 +226,9 @@ def test_preemption_requeues_and_continues_exactly(entry, corpus_file, train_cli
     try:
         deadline = time.monotonic() + 240
         metrics = None
-        while metrics is None or len(metrics.read_text().splitlines()) < 60:
+        while metrics is None or len(metrics.read_text().splitlines()) < 30:
             assert proc.poll() is None, proc.communicate()[0][-3000:]
-            assert time.monotonic() < deadline, "the job did not reach step 60"
+            assert time.monotonic() < deadline, "the job did not reach step 30"
             time.sleep(0.5)
             found = list((entry.cwd / "logs").glob("train/multiruns/*/0/csv/metrics.csv"))
             metrics = found[0] if found else None
