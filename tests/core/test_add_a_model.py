@@ -6,6 +6,7 @@ all run through the real entry points."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import textwrap
 from pathlib import Path
@@ -41,6 +42,7 @@ class BigramModule(RecordsItsClass, L.LightningModule):
         self.tokenizer = tokenizer_from_dict(tokenizer)
         vocab = self.tokenizer.vocab_size
         self.table = torch.nn.Embedding(vocab, vocab)
+        torch.nn.init.zeros_(self.table.weight)  # uniform next-token guesses: loss ln(vocab)
         self.best = float("inf")
 
     def loss(self, batch):
@@ -76,7 +78,7 @@ class BigramModule(RecordsItsClass, L.LightningModule):
 TOY_CONFIG = """
 # A bigram language model (toymodel.module.BigramModule): one table of next-token logits.
 _target_: toymodel.module.BigramModule
-lr: 0.05                  # AdamW's learning rate
+lr: 0.1                   # AdamW's learning rate
 """
 
 
@@ -113,7 +115,8 @@ def test_a_model_added_by_the_recipe_trains_resumes_samples_and_evaluates(entry,
     assert "final (step 6): val/loss" in out  # the spec's headline metrics
     (run_dir,) = (entry.cwd / "logs" / "train" / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["final"]["val/loss"] < 4.2  # ln(vocab) at init; the bigram table learned
+    vocab = len(set(corpus_file.read_text()))
+    assert metrics["final"]["val/loss"] < math.log(vocab)  # ln(vocab) at init: it learned
     assert (run_dir / "samples").is_dir()  # TextSamples found generate_text through the spec
 
     resumed = run_toy(entry, toy, "run", f"resume_dir={run_dir}", "trainer.max_steps=9")
@@ -132,7 +135,7 @@ def test_a_model_added_by_the_recipe_trains_resumes_samples_and_evaluates(entry,
 
 def test_without_its_config_dir_the_model_and_its_checkpoints_are_refused(entry, toy, tmp_path):
     result = entry("run", "model=toy", PYTHONPATH=os.pathsep.join([str(REPO), str(toy)]))
-    assert_clean_error(result, "model=toy")
+    assert_clean_error(result, "model/toy")
     # A checkpoint naming the toy's class is refused where no config dir registers it.
     import torch
 

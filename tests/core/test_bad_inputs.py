@@ -1,4 +1,4 @@
-"""The battery of bad inputs for run, eval and sample (issue 10): each through the real CLI ends
+"""The battery of bad inputs for run, eval and sample: each through the real CLI ends
 with exit code 2 and one error line naming the key or file, no traceback, and writes nothing
 outside the one run dir of that command. Config errors fail before Lightning is imported, so
 most cases take a second or two."""

@@ -177,3 +177,17 @@ def test_a_key_without_a_comment_is_found(tmp_path):
         "c.yaml:10: other: 4",
         "c.yaml:13: height: 6",
     ]
+
+
+def test_wavgpt_defaults_have_one_source():
+    """conf/model/wavgpt.yaml repeats WavGPTConfig's defaults: where the two disagree, a run
+    from the config and a module built in code would be different models."""
+    import dataclasses
+
+    from wavelab.wavgpt.config import WavGPTConfig
+
+    shipped = OmegaConf.load(Path(CONFIG_DIR) / "model" / "wavgpt.yaml")
+    for field in dataclasses.fields(WavGPTConfig):
+        value = shipped[field.name]
+        if not OmegaConf.is_interpolation(shipped, field.name):
+            assert value == field.default, (field.name, value, field.default)

@@ -13,7 +13,7 @@ from helpers.cli import REPO, Entry
 from helpers.tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
 
 ENTRIES = {"run": "wavelab-train", "eval": "wavelab-eval", "sample": "wavelab-sample"}
-# Noise a run must not print (issue 9): each says nothing about the run, or misleads.
+# Noise a run must not print: each says nothing about the run, or misleads.
 NOISE = (
     "GPU available",
     "TPU available",

@@ -1,4 +1,4 @@
-"""Checkpoints and run dirs cannot run code: every payload is refused before it runs (issue 10).
+"""Checkpoints and run dirs cannot run code: every payload is refused before it runs.
 
 Each payload, if it ran, would create a marker file; each test asserts a clean error and that
 the marker was never created.

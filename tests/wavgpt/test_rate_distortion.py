@@ -1,4 +1,4 @@
-"""The rate–distortion study (issue 11 §3): the pca and scalar baseline coders, the distortion
+"""The rate–distortion study: the pca and scalar baseline coders, the distortion
 metrics, the text coders' reference rates and the frontier report."""
 
 from __future__ import annotations

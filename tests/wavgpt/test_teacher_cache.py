@@ -1,4 +1,4 @@
-"""The frozen-teacher cache and sparse KD (issue 11): exact against the full-vocabulary KD where
+"""The frozen-teacher cache and sparse KD: exact against the full-vocabulary KD where
 it must be, keyed on everything the cached arrays depend on, reused, and safe to build from two
 jobs at once."""
 

@@ -77,10 +77,11 @@ def test_the_learned_lifting_can_learn_slower(make_cfg):
             for g in optimizer.param_groups
         ]
 
-    same = groups("model.lifting_lr_scale=1")  # as before the key existed
-    assert len(same) == 2 and {lr for lr, _ in same} == {0.002}
+    same = groups("model.lifting_lr_scale=1")  # its own group, at the others' lr
+    assert len(same) == 3 and {lr for lr, _ in same} == {0.002}
     slower = groups()  # conf/model/wavgpt.yaml: 0.1
     assert len(slower) == 3 and slower[2][0] == pytest.approx(0.0002)
+    assert same[2][1] == slower[2][1]
     lifting = [n for _, names in same for n in names if n.startswith("dwt.")]
     assert lifting and slower[2][1] == sorted(lifting)
     assert sorted(n for _, names in slower for n in names) == sorted(

@@ -84,4 +84,4 @@ class RunSummary(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best, self.best_step = state_dict["best"], state_dict["best_step"]
-        self.final = state_dict.get("final", {})  # older checkpoints lack it
+        self.final = state_dict["final"]

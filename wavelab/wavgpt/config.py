@@ -21,9 +21,9 @@ class WavGPTConfig:
     levels: int | None = None  # None: as many as block_size allows
     keep_ratio: float = 1 / 16
     learnable_lifting: bool = True  # False: fixed orthonormal Haar
-    # The learned lifting's learning rate relative to the rest; conf says 0.1, and 1.0 here keeps
-    # the two optimizer groups of runs saved before the key existed, so that they still resume.
-    lifting_lr_scale: float = 1.0
+    # The learned lifting's learning rate relative to the rest: at the full rate its scales can
+    # grow until training collapses (experiments/README.md).
+    lifting_lr_scale: float = 0.1
     filter_learned: bool = True  # False: plain top-|coef| baseline
     filter_init: str = "dct_like"  # dct_like | lowpass | uniform
     filter_temperature: float = 0.25  # initial soft-mask temperature, relative to the mean score

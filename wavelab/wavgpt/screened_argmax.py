@@ -18,7 +18,7 @@ token of the vocabulary loses by a wide margin, so it is enough to know a bound 
 Working U_tv out for all V tokens in float costs as much as the int8 product itself, so the rows
 are stored sorted by scale in blocks of 64: a block's largest integer product, with its extreme
 scale and half L1 norm, bounds all its tokens at once, and U_tv is worked out only in the blocks
-whose bound reaches the guess (~3 of MiniLM's 477 per state); the guess is the best-bounded
+whose bound reaches the guess (a few per state); the guess is the best-bounded
 token of the 4 best-bounded blocks.
 
 The result is the exact argmax up to fp32 rounding (two fp32 sums of the same products in another

@@ -51,8 +51,6 @@ from wavelab.wavgpt.codec.api import WavGPTCodec
 from wavelab.wavgpt.coding import Code
 from wavelab.wavgpt.screened_argmax import ScreenedArgmax
 
-TARGET_SPEEDUP = 10.0
-
 
 @dataclass
 class Settings:
@@ -86,10 +84,10 @@ def ours(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> str:
 def reference_embed(codec: WavGPTCodec, h: torch.Tensor, mask: torch.Tensor) -> dict:
     """The original embed: the whole core forward, then the kept coefficients in COO form."""
     out = codec.module.core(h, mask)
-    keep = out.keep[0].bool()  # (T, d)
+    keep = out.code.keep[0].bool()  # (T, d)
     return {
         "indices": torch.nonzero(keep),  # (k, 2): [step, channel]
-        "values": out.kept[0][keep],  # (k,)
+        "values": out.code.values[0][keep],  # (k,)
         "shape": tuple(keep.shape),
         "num_real_tokens": int(mask.sum()),
     }
@@ -214,7 +212,6 @@ def run(settings: Settings) -> dict:
 
 def format_table(result: dict) -> str:
     s = result["seconds_per_text"]
-    verdict = "met" if result["speedup"] >= TARGET_SPEEDUP else "MISSED"
     return "\n".join(
         [
             f"codec round trip per text (B=1, T={result['block_size']}, d={result['d']}, keep "
@@ -223,7 +220,7 @@ def format_table(result: dict) -> str:
             "encoder excluded; CPU time, median)",
             f"  ours       {1e3 * s['ours']:9.2f} ms",
             f"  reference  {1e3 * s['reference']:9.2f} ms   (original repository's procedure)",
-            f"  speedup    {result['speedup']:9.1f}x   (target {TARGET_SPEEDUP:g}x: {verdict})",
+            f"  speedup    {result['speedup']:9.1f}x",
             f"  ours' refiner {1e3 * s['refiner']:.2f} ms and head {1e3 * s['head_argmax']:.2f} ms "
             f"(the head as fp32 logits' argmax: {1e3 * s['head_logits']:.2f} ms)",
             f"  floor      {1e3 * s['floor']:9.2f} ms   (the refiner's matmuls at this core's peak "

@@ -10,14 +10,11 @@ a bit per gap) for the geometric gaps of a constant keep rate, so per band it is
 entropy of the band's keep rate, and it can beat the one-rate ideal log2 C(T·d, k) of
 ``sparse_code.code_bits`` since the rates differ between bands.
 
-Why Rice and not an arithmetic/ANS coder (constriction) with per-band keep rates: on real codes
-(untrained compressor on all-MiniLM-L6-v2 states of 16 runs of 180 words of the complete works,
-T=256, d=384, keep 1/16, k = 6110 on average) the Rice stream took 22,567 bits per code, 4.4 %
-above the per-band Bernoulli entropy (21,619 bits, the size an ANS coder with exact per-band
-rates approaches, before it sends the rates) and 0.68x the one-rate ideal log2 C(T·d, k)
-(33,013 bits). Those 4 % (~120 bytes of a ~2.9 kB fp16 code) buy no dependency and coding in a
-few numpy calls, with no Python loop per coefficient, where an ANS coder codes all T·d keep/drop
-symbols.
+Why Rice and not an arithmetic/ANS coder with per-band keep rates: on real codes the Rice stream
+stays within a few percent of the per-band Bernoulli entropy (the size such a coder approaches,
+before it sends the rates; experiments/README.md), and that small gap buys no dependency and
+coding in a few numpy calls, with no Python loop per coefficient, where an ANS coder codes all
+T·d keep/drop symbols.
 
 Stream layout, bits most significant first, bit-packed and zero-padded to whole bytes:
 

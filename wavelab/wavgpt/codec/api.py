@@ -64,10 +64,9 @@ class WavGPTCodec:
         batch_size: int = 16,
     ) -> None:
         """Codes carry their values at the module's ``value_bits`` and ``value_scale``: what
-        its refiner was trained to decode. ``batch_size``: texts per forward. On a CPU thread
-        the cost per text hardly depends on it (encode 4-6 ms, decode 36-40 ms per 60-word
-        text at B = 1..64, MiniLM, T=256: decode runs at the real tokens only); 16 keeps the
-        (B, T, V) logits chunk of decoding near 500 MB."""
+        its refiner was trained to decode. ``batch_size``: texts per forward; decode runs at the
+        real tokens only, so the cost per text hardly depends on it (``python -m wavelab.bench
+        codec`` measures it), and it bounds the (B, T, V) logits chunk of decoding."""
         # transformers: imported only once a model is at hand, so `--help` stays fast
         from wavelab.wavgpt.encoder import load_tokenizer, weights_fingerprint
 
@@ -246,9 +245,8 @@ class WavGPTCodec:
         encoded first, so they are compared by what their codes carry.
 
         The states are the inverse transform's, before the refiner: KD and CE train the refiner
-        for the head's tokens only, and its states lose the embedding (at ~300 bits per token,
-        after 2,000 steps: cosine 0.98 to the original embedding before it, 0.24 after it;
-        experiments/README.md). ``refined=True`` reads the refined states, e.g. of a model
+        for the head's tokens only, and its states can lose the embedding (experiments/README.md
+        measures both). ``refined=True`` reads the refined states, e.g. of a model
         trained with ``model.embedding_weight`` > 0."""
         texts = [i for i, item in enumerate(items) if isinstance(item, str)]
         codes = list(items)
