@@ -26,6 +26,7 @@ BENCHMARKS = {
     "lm": "wavelab.wavegpt.bench",
     "wavgpt": "wavelab.wavgpt.bench.train",
     "codec": "wavelab.wavgpt.bench.codec",
+    "data": "wavelab.data.bench",
 }
 
 

@@ -84,8 +84,9 @@ class WordPieceDataModule(ShardedDataModule):
     def __init__(
         self,
         tokenizer: str,
-        teacher_cache: bool = False,
+        teacher_cache: bool | str = False,
         teacher: dict | None = None,
+        teacher_cache_max_gb: float = 50.0,
         block_size: int = 256,
         batch_size: int = 8,
         val_fraction: float = 0.1,
@@ -102,9 +103,18 @@ class WordPieceDataModule(ShardedDataModule):
         if block_size < 4:
             raise ConfigError(f"data.block_size={block_size} is invalid: must be >= 4")
         self.check_val_fraction(val_fraction)
+        if teacher_cache not in (True, False, "auto"):
+            raise ConfigError(
+                f"data.teacher_cache={teacher_cache!r} is invalid: allowed are true, false, auto"
+            )
         if teacher_cache and not teacher:
             raise ConfigError(
-                "data.teacher_cache=true needs data.teacher (encoder, top_k, temperature)"
+                f"data.teacher_cache={teacher_cache} needs data.teacher (encoder, top_k, "
+                "temperature)"
+            )
+        if not float(teacher_cache_max_gb) > 0:
+            raise ConfigError(
+                f"data.teacher_cache_max_gb={teacher_cache_max_gb} is invalid: must be > 0"
             )
         self.tokenizer = None
         self.blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -155,19 +165,39 @@ class WordPieceDataModule(ShardedDataModule):
                 f"most {limit} tokens (its max_position_embeddings); use data.block_size<={limit}"
             )
 
-    def _teacher_entry(self, token_entry, blocks) -> tuple:
+    def _teacher_entry(self, token_entry, blocks) -> tuple | None:
+        """The teacher cache's (entry, meta), or None where ``teacher_cache=auto`` runs the
+        teacher live: when training runs on an accelerator (where the frozen encoder costs
+        little), or when the cache would exceed ``teacher_cache_max_gb`` or the free disk."""
         from wavelab.wavgpt import teacher_cache  # the encoder: only when the cache is asked for
         from wavelab.wavgpt.encoder import FrozenEncoder
 
-        spec = self.hparams.teacher
+        h, spec = self.hparams, self.hparams.teacher
+        if h.teacher_cache == "auto" and spec.get("kd") == "full":
+            log.info("teacher_cache=auto: the teacher runs live (model.kd=full needs its logits)")
+            return None
+        if h.teacher_cache == "auto" and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            if device.type != "cpu":
+                log.info("teacher_cache=auto: the teacher runs live (training runs on %s)", device)
+                return None
         encoder = FrozenEncoder(**spec["encoder"])
+        if h.teacher_cache == "auto":
+            problem = teacher_cache.fit_problem(
+                h.cache_dir, blocks, encoder, spec["top_k"], h.teacher_cache_max_gb
+            )
+            if problem:
+                log.info("teacher_cache=auto: the teacher runs live (the cache: %s)", problem)
+                return None
+            log.info("teacher_cache=auto: caching the teacher (training runs on the CPU)")
         return teacher_cache.load_or_build(
-            self.hparams.cache_dir,
+            h.cache_dir,
             token_entry,
             blocks,
             encoder,
             spec["top_k"],
             spec["temperature"],
+            h.teacher_cache_max_gb,
         )
 
     def prepare_data(self) -> None:
@@ -185,10 +215,12 @@ class WordPieceDataModule(ShardedDataModule):
         if self.hparams.teacher_cache:
             from wavelab.wavgpt.teacher_cache import open_split
 
-            teacher_entry, self.teacher_meta = self._teacher_entry(entry, blocks)
-            self.teacher_arrays = {
-                split: open_split(teacher_entry, self.teacher_meta, split) for split in blocks
-            }
+            found = self._teacher_entry(entry, blocks)
+            if found is not None:
+                teacher_entry, self.teacher_meta = found
+                self.teacher_arrays = {
+                    split: open_split(teacher_entry, self.teacher_meta, split) for split in blocks
+                }
         self.blocks = blocks
         n_train, n_val = len(self.blocks["train"][0]), len(self.blocks["val"][0])
         fill = self.blocks["train"][1].mean() / T
