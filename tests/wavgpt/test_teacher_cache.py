@@ -221,7 +221,7 @@ def test_k_larger_than_the_vocabulary_is_refused():
 BUILD = textwrap.dedent(
     """
     import sys, time
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + "/wavgpt"]
     import numpy as np
     from pathlib import Path
     from wavgpt.test_teacher_cache import blocks

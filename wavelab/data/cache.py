@@ -2,8 +2,8 @@
 
 Layout: ``<cache_dir>/tokens/<corpus sha256[:16]>-<tokenizer key>/<array>.bin`` (e.g.
 ``train.bin``, ``val.bin``) plus ``meta.json`` (dtype, lengths, each file's sha256, the tokenizer
-itself). Every file is written atomically, and ``meta.json`` last, so a crash mid-way leaves no
-entry that looks complete, and concurrent writers (DDP ranks, parallel sweep jobs) at worst do the
+itself). Arrays are written as they are tokenized, into temp files that are renamed into place
+when complete, and ``meta.json`` last, so a crash mid-way leaves no entry that looks complete, and concurrent writers (DDP ranks, parallel sweep jobs) at worst do the
 same work twice. An entry whose files no longer match their recorded size and hash (a truncated
 copy, a disk error) is rebuilt, with a warning, instead of silently training on part of the data.
 """
@@ -20,13 +20,12 @@ import numpy as np
 
 from wavelab.core import atomic
 from wavelab.core.errors import ConfigError
-from wavelab.data.corpora import load_corpus, sha256_hex
+from wavelab.data.corpora import corpus_stream
+from wavelab.data.source import CorpusSource
+from wavelab.data.stream import TextStream
+from wavelab.data.writer import EntryWriter
 
 log = logging.getLogger(__name__)
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 
 
 def entry_dir(cache_dir: Path, corpus_sha: str, tokenizer_key: str) -> Path:
@@ -75,66 +74,44 @@ def read_meta(entry: Path) -> dict | None:
     return None
 
 
-def write_entry(entry: Path, arrays: dict[str, np.ndarray], meta: dict) -> dict:
-    dtype = token_dtype(meta["vocab_size"])
-    hashes = {}
-    for name, ids in arrays.items():
-        data = np.asarray(ids, dtype=dtype).tobytes()
-        atomic.write_bytes(entry / f"{name}.bin", data)
-        hashes[name] = sha256_hex(data)
-    meta = {
-        **meta,
-        "dtype": dtype.name,
-        "lengths": {k: len(v) for k, v in arrays.items()},
-        "sha256": hashes,
-    }
-    atomic.write_text(entry / "meta.json", json.dumps(meta, indent=1))
-    return meta
-
-
 def open_array(entry: Path, meta: dict, name: str) -> np.memmap:
     return np.memmap(entry / f"{name}.bin", dtype=meta["dtype"], mode="r")
 
 
-def describe_corpus(corpus: Mapping) -> str:
-    """The config key and value that chose the text, for error messages."""
-    for key in ("path", "hf_name", "corpus"):
-        if corpus.get(key):
-            return f"data.{key}={str(corpus[key])!r}"
-    return "the corpus"
-
-
-CorpusSplitter = Callable[[str, str, str], tuple[dict[str, np.ndarray], dict]]
+Build = Callable[[TextStream, int, "EntryWriter"], dict]
 
 
 def load_or_build(
     cache_dir: str | Path,
-    corpus: dict,
+    source: CorpusSource,
     key: str,
     val_fraction: float,
-    build: CorpusSplitter,
+    build: Build,
     min_lengths: Mapping[str, tuple[int, str]] | None = None,
     length_setting: str = "",
 ) -> tuple[Path, dict]:
-    """The cache entry for ``corpus`` (``load_corpus`` keyword arguments) tokenized as ``key``.
+    """The cache entry for the corpus of ``source`` tokenized as ``key``.
 
-    On a miss, ``build(text, train_text, val_text)`` returns the arrays and meta to store; the
-    split is contiguous, the last ``val_fraction`` of the characters being validation.
-    ``min_lengths`` maps an array to the length it needs and what that counts (e.g. ``{"train":
-    (65, "training tokens")}``); a shorter array means the corpus is too short for the settings
-    named in ``length_setting`` (e.g. ``data.block_size=64``): a ConfigError, and nothing cached.
+    The text is streamed twice: once to hash it (the entry's name), and on a miss once more by
+    ``build(text, cut, out)``, which writes its arrays through ``out`` and returns the meta to
+    store. The split is contiguous: the first ``cut`` characters are training, the last
+    ``val_fraction`` of them validation. ``min_lengths`` maps an array to the length it needs
+    and what that counts (e.g. ``{"train": (65, "training tokens")}``); a shorter array means
+    the corpus is too short for the settings named in ``length_setting`` (e.g.
+    ``data.block_size=64``): a ConfigError, and nothing cached.
     """
     cache_dir = Path(cache_dir).expanduser()
-    text = load_corpus(**corpus, cache_dir=cache_dir)
-    if not text.strip():
-        raise ConfigError(f"{describe_corpus(corpus)} is invalid: the text is empty")
-    entry = entry_dir(cache_dir, sha256_hex(text.encode()), key)
+    text = corpus_stream(source, cache_dir)
+    scan = text.scan()
+    if scan.blank:
+        raise ConfigError(f"{text.describe} is invalid: the text is empty")
+    entry = entry_dir(cache_dir, scan.sha256, key)
 
     def check(lengths: Mapping[str, int]) -> None:
         for name, (need, what) in (min_lengths or {}).items():
             if lengths[name] < need:
                 raise ConfigError(
-                    f"{describe_corpus(corpus)} is too short for {length_setting}, "
+                    f"{text.describe} is too short for {length_setting}, "
                     f"data.val_fraction={val_fraction}: it gives {lengths[name]} {what}, at "
                     f"least {need} are needed (use a longer text or smaller settings)"
                 )
@@ -143,8 +120,11 @@ def load_or_build(
     if meta is not None:
         check(meta["lengths"])
         return entry, meta
-    log.info("tokenizing %s characters into %s", f"{len(text):,}", entry)
-    cut = int(len(text) * (1.0 - val_fraction))
-    arrays, meta = build(text, text[:cut], text[cut:])
-    check({name: len(ids) for name, ids in arrays.items()})
-    return entry, write_entry(entry, arrays, meta)
+    atomic.remove_stale_temp_files(entry)  # of a build that was killed
+    log.info("tokenizing %s characters into %s", f"{scan.n_chars:,}", entry)
+    cut = int(scan.n_chars * (1.0 - val_fraction))
+    with EntryWriter(entry) as out:
+        meta = build(text, cut, out)
+        check(out.lengths)
+        meta = out.commit(meta)
+    return entry, meta

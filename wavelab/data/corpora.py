@@ -1,4 +1,4 @@
-"""Where raw text comes from. Every source ends as one Python string fed to the same pipeline.
+"""Where raw text comes from. Every source ends as one ``TextStream`` fed to the same pipeline.
 
 Offline first: the default corpus ships inside a PyPI package, Tiny Shakespeare comes from a local
 path or the cache, and only an explicit choice reaches for the network.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from wavelab.core import atomic
 from wavelab.core.errors import ConfigError
+from wavelab.data.stream import TextStream, file_stream, string_stream
 
 log = logging.getLogger(__name__)
 
@@ -72,46 +73,27 @@ def tiny_shakespeare(cache_dir: Path) -> str:
 
 
 def read_text_file(path: Path, key: str = "data.path") -> str:
-    """A UTF-8 text file; anything else (missing, a directory, another encoding, binary data)
-    is a ConfigError naming ``key`` and the file."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"{key}={str(path)!r} is invalid: a directory, not a text file")
-    if not path.is_file():
-        raise ConfigError(f"{key}={str(path)!r} is invalid: no such file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{key}={str(path)!r} is invalid: not UTF-8 text (byte {data[e.start]:#04x} at offset "
-            f"{e.start}); wavelab reads corpora as UTF-8, so convert it first, e.g. "
-            f"iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8.txt"
-        ) from None
-    if "\x00" in text:
-        raise ConfigError(
-            f"{key}={str(path)!r} is invalid: it contains NUL bytes, so it is binary, not text"
-        )
-    return text
+    """A small UTF-8 text file read whole (a cached download); see ``file_stream`` for corpora."""
+    return "".join(file_stream(path, key)._source())
 
 
-def hf_text(name: str, config: str | None, split: str, column: str) -> str:
-    """Joins one text column of a Hugging Face ``datasets`` dataset (needs a network or HF cache)."""
-    import datasets
+def corpus_stream(source, cache_dir: Path) -> TextStream:
+    """The text of ``source`` (a ``CorpusSource``): an explicit path, then a ``datasets``
+    dataset (saved, local files or the hub), then the named corpus."""
+    if source.path:
+        return file_stream(Path(source.path))
+    if source.hf_disk or source.hf_data_files or source.hf_name:
+        from wavelab.data.hf import hf_stream  # datasets: only when asked for
 
-    try:
-        ds = datasets.load_dataset(name, config, split=split)
-    except Exception as e:  # datasets raises many types for "offline" and "no such dataset"
-        raise ConfigError(
-            f"data.hf_name={name!r} (hf_config={config!r}, hf_split={split!r}) could not be "
-            f"loaded: {e}. It needs a network or a local Hugging Face cache; offline, use "
-            "data=shakespeare_char or data.path=/path/to/text.txt"
-        ) from None
-    if column not in ds.column_names:
-        raise ConfigError(
-            f"data.hf_text_column={column!r} is invalid: the dataset has columns {ds.column_names}"
-        )
-    return "\n".join(ds[column])
+        return hf_stream(source, cache_dir)
+    if source.corpus == "shakespeare":
+        return string_stream(shakespeare_complete_works(), "data.corpus='shakespeare'")
+    if source.corpus == "tinyshakespeare":
+        return string_stream(tiny_shakespeare(cache_dir), "data.corpus='tinyshakespeare'")
+    raise ConfigError(
+        f"data.corpus={source.corpus!r} is invalid: allowed are {', '.join(CORPORA)}, "
+        "or set data.path=<text file>, data.hf_data_files=<files> or data.hf_name=<dataset>"
+    )
 
 
 def load_corpus(
@@ -123,16 +105,10 @@ def load_corpus(
     hf_text_column: str,
     cache_dir: Path,
 ) -> str:
-    """Resolves the text: an explicit path, then a HF dataset, then the named corpus."""
-    if path:
-        return read_text_file(Path(path))
-    if hf_name:
-        return hf_text(hf_name, hf_config, hf_split, hf_text_column)
-    if corpus == "shakespeare":
-        return shakespeare_complete_works()
-    if corpus == "tinyshakespeare":
-        return tiny_shakespeare(cache_dir)
-    raise ConfigError(
-        f"data.corpus={corpus!r} is invalid: allowed are {', '.join(CORPORA)}, "
-        "or set data.path=<text file> or data.hf_name=<dataset>"
-    )
+    """The whole text of these corpus keys as one string (for small corpora and tests)."""
+    from wavelab.data.source import CorpusSource
+
+    source = CorpusSource(corpus, path, hf_name, hf_config, hf_split, hf_text_column)
+    stream = corpus_stream(source, Path(cache_dir))
+    stream.scan()
+    return "".join(stream.pieces())

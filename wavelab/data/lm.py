@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader, Dataset
 from wavelab.core.errors import ConfigError
 from wavelab.data import cache
 from wavelab.data.loading import ShardedDataModule
+from wavelab.data.prepare import build_lm
 from wavelab.data.source import CorpusSource
-from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict, train_tokenizer
+from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,8 @@ class LMDataModule(ShardedDataModule):
         """Finds or builds the cache entry for this corpus and tokenizer."""
         h = self.hparams
 
-        def build(text: str, train_text: str, val_text: str) -> tuple[dict, dict]:
-            # Character vocabularies come from the whole corpus (as nanoGPT does) so val never
-            # holds an unknown character; BPE merges are learned on the training split only.
-            source = text if h.tokenizer == "char" else train_text
-            tok = train_tokenizer(h.tokenizer, source, h.bpe_vocab_size)
-            splits = {"train": tok.encode(train_text), "val": tok.encode(val_text)}
-            return splits, {"vocab_size": tok.vocab_size, "tokenizer": tok.to_dict()}
+        def build(text, cut, out) -> dict:
+            return build_lm(text, cut, out, h.tokenizer, h.bpe_vocab_size)
 
         need = {  # one batch of windows (and their targets) to train on, one window to validate
             "train": (h.block_size + h.batch_size, "training tokens"),
@@ -122,7 +118,7 @@ class LMDataModule(ShardedDataModule):
         setting = f"data.block_size={h.block_size}, data.batch_size={h.batch_size}"
         key = self._tokenizer_key
         return cache.load_or_build(
-            h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build, need, setting
+            h.cache_dir, self.source, key, h.val_fraction, build, need, setting
         )
 
     def prepare_data(self) -> None:

@@ -16,14 +16,18 @@ from wavelab.core.errors import ConfigError
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """``path`` wins over ``hf_name``, which wins over ``corpus`` (``wavelab.data.corpora``)."""
+    """``path`` wins over the ``datasets`` keys (``hf_disk``, then ``hf_data_files``, then
+    ``hf_name``), which win over ``corpus`` (``wavelab.data.corpora``, ``wavelab.data.hf``)."""
 
     corpus: str | None = "shakespeare"  # shakespeare | tinyshakespeare
     path: str | None = None  # a local text file
-    hf_name: str | None = None  # a Hugging Face `datasets` name (needs a network)
+    hf_name: str | None = None  # a hub dataset (needs a network), or the builder of hf_data_files
     hf_config: str | None = None  # its config, e.g. wikitext-103-raw-v1
     hf_split: str = "train"  # the split to read; wavelab makes its own train/val split
     hf_text_column: str = "text"  # the column holding the text
+    hf_data_files: str | list | None = None  # local files (globs) for a builder: text/json/parquet
+    hf_disk: str | None = None  # a dataset directory written by save_to_disk
+    hf_streaming: bool = False  # read hf_data_files / hf_name as an IterableDataset
 
     @classmethod
     def from_keys(cls, keys: Mapping, owner: str) -> CorpusSource:
@@ -36,8 +40,11 @@ class CorpusSource:
                 f"data.{unknown[0]} is not an option of {owner}: its corpus keys are "
                 f"{', '.join(known)} (the others: see its config in conf/data/)"
             )
+        keys = dict(keys)
+        if keys.get("hf_data_files") is not None and not isinstance(keys["hf_data_files"], str):
+            keys["hf_data_files"] = [str(f) for f in keys["hf_data_files"]]  # a ListConfig
         return cls(**keys)
 
     def load_kwargs(self) -> dict:
-        """Keyword arguments of ``wavelab.data.corpora.load_corpus`` (without ``cache_dir``)."""
+        """The keys as a plain dict."""
         return dataclasses.asdict(self)

@@ -6,8 +6,10 @@ exact tokenizer it was trained with.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from wavelab.core.errors import ConfigError
@@ -34,7 +36,26 @@ class CharTokenizer:
 
     @classmethod
     def train(cls, text: str) -> CharTokenizer:
-        return cls("".join(sorted(set(text))))
+        return cls.from_pieces([text])
+
+    @classmethod
+    def from_pieces(cls, pieces: Iterable[str]) -> CharTokenizer:
+        """The sorted set of characters of a text given in pieces (code point order, as
+        ``sorted(set(text))``)."""
+        seen = np.zeros(0, dtype=np.uint32)
+        for piece in pieces:
+            seen = np.union1d(seen, np.unique(_code_points(piece)))
+        return cls("".join(map(chr, seen.tolist())))
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """``encode(text)`` as an int64 array, vectorised."""
+        points = _code_points(text)
+        table = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        ids = np.minimum(np.searchsorted(table, points), max(len(table) - 1, 0))
+        unknown = table[ids] != points if len(table) else np.ones(len(points), bool)
+        if unknown.any():
+            self.encode(chr(points[np.argmax(unknown)]))  # raises, naming the character
+        return ids.astype(np.int64)
 
     def encode(self, text: str) -> list[int]:
         try:
@@ -52,6 +73,10 @@ class CharTokenizer:
         return {"kind": self.kind, "chars": self.chars}
 
 
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
 class BPETokenizer:
     """Byte-level BPE (GPT-2 style), trained with HF ``tokenizers`` on the training split."""
 
@@ -63,6 +88,12 @@ class BPETokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        return cls.train_from_lines([text.splitlines(keepends=True)], vocab_size)
+
+    @classmethod
+    def train_from_lines(cls, batches: Iterable[list[str]], vocab_size: int) -> BPETokenizer:
+        """Trained on the text's lines (``str.splitlines(keepends=True)``), given in batches:
+        the trainer counts words line by line, so the text is never held whole."""
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
@@ -71,12 +102,16 @@ class BPETokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        # Chunked by line so the trainer streams instead of holding one giant string.
-        tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
+        tok.train_from_iterator(batches, trainer=trainer)
         return cls(tok)
 
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids, encoded in parallel on every core."""
+        fast = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)  # without offsets
+        return [e.ids for e in fast(texts)]
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids)
@@ -85,19 +120,27 @@ class BPETokenizer:
         return {"kind": self.kind, "json": self._tok.to_str()}
 
 
-def train_tokenizer(kind: str, text: str, bpe_vocab_size: int) -> TextTokenizer:
-    if kind == "char":
-        return CharTokenizer.train(text)
+def check_kind(kind: str, bpe_vocab_size: int) -> None:
+    """ConfigError unless ``kind`` and ``bpe_vocab_size`` make a tokenizer."""
     if kind == "bpe":
         if bpe_vocab_size < 257:
             raise ConfigError(
                 f"data.bpe_vocab_size={bpe_vocab_size} is invalid: must be >= 257 "
                 "(256 byte symbols plus at least one merge)"
             )
-        return BPETokenizer.train(text, bpe_vocab_size)
-    raise ConfigError(
-        f"data.tokenizer={kind!r} is invalid: allowed are {', '.join(TOKENIZER_KINDS)}"
-    )
+    elif kind != "char":
+        raise ConfigError(
+            f"data.tokenizer={kind!r} is invalid: allowed are {', '.join(TOKENIZER_KINDS)}"
+        )
+
+
+def train_tokenizer(kind: str, text: str, bpe_vocab_size: int) -> TextTokenizer:
+    """The tokenizer of ``kind`` trained on all of ``text`` (in memory; see
+    ``wavelab.data.prepare`` for corpora streamed from disk)."""
+    check_kind(kind, bpe_vocab_size)
+    if kind == "char":
+        return CharTokenizer.train(text)
+    return BPETokenizer.train(text, bpe_vocab_size)
 
 
 def tokenizer_from_dict(d: dict) -> TextTokenizer:

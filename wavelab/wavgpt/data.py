@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -23,46 +21,14 @@ from wavelab.core.errors import ConfigError
 from wavelab.data import cache
 from wavelab.data.lm import fixed_starts
 from wavelab.data.loading import ShardedDataModule
+from wavelab.data.prepare import split_pieces
 from wavelab.data.source import CorpusSource
-from wavelab.wavgpt.encoder import load_tokenizer
+from wavelab.wavgpt.encoder import load_config, load_tokenizer
+from wavelab.wavgpt.packing import frame_blocks, pack_paragraphs, pack_stream
+
+__all__ = ["BlockDataset", "WordPieceDataModule", "frame_blocks", "pack_paragraphs"]
 
 log = logging.getLogger(__name__)
-
-
-def frame_blocks(
-    bodies: Sequence[Sequence[int]], block_size: int, cls_id: int, sep_id: int, pad_id: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bodies of at most ``block_size - 2`` word pieces -> ``[CLS] body [SEP] [PAD]...`` rows:
-    (n, block_size) ids and (n,) real lengths. The one block layout of training and the codec."""
-    ids = np.full((len(bodies), block_size), pad_id, dtype=np.int64)
-    lengths = np.empty(len(bodies), dtype=np.int64)
-    for i, body in enumerate(bodies):
-        row = [cls_id, *body, sep_id]
-        if len(row) > block_size:
-            raise ValueError(f"a body of {len(body)} word pieces does not fit {block_size} tokens")
-        ids[i, : len(row)] = row
-        lengths[i] = len(row)
-    return ids, lengths
-
-
-def pack_paragraphs(
-    paragraphs: list[list[int]], block_size: int, cls_id: int, sep_id: int, pad_id: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy packing into (n_blocks, block_size) ids and (n_blocks,) real lengths."""
-    room = block_size - 2
-    blocks: list[list[int]] = []
-    current: list[int] = []
-    for para in paragraphs:
-        if current and len(current) + len(para) > room:
-            blocks.append(current)
-            current = []
-        while len(para) > room:
-            blocks.append(para[:room])
-            para = para[room:]
-        current = current + para
-    if current:
-        blocks.append(current)
-    return frame_blocks(blocks, block_size, cls_id, sep_id, pad_id)
 
 
 # Teacher cache array -> batch key, and the dtype the model reads it in.
@@ -118,8 +84,9 @@ class WordPieceDataModule(ShardedDataModule):
     def __init__(
         self,
         tokenizer: str,
-        teacher_cache: bool = False,
+        teacher_cache: bool | str = False,
         teacher: dict | None = None,
+        teacher_cache_max_gb: float = 50.0,
         block_size: int = 256,
         batch_size: int = 8,
         val_fraction: float = 0.1,
@@ -136,9 +103,18 @@ class WordPieceDataModule(ShardedDataModule):
         if block_size < 4:
             raise ConfigError(f"data.block_size={block_size} is invalid: must be >= 4")
         self.check_val_fraction(val_fraction)
+        if teacher_cache not in (True, False, "auto"):
+            raise ConfigError(
+                f"data.teacher_cache={teacher_cache!r} is invalid: allowed are true, false, auto"
+            )
         if teacher_cache and not teacher:
             raise ConfigError(
-                "data.teacher_cache=true needs data.teacher (encoder, top_k, temperature)"
+                f"data.teacher_cache={teacher_cache} needs data.teacher (encoder, top_k, "
+                "temperature)"
+            )
+        if not float(teacher_cache_max_gb) > 0:
+            raise ConfigError(
+                f"data.teacher_cache_max_gb={teacher_cache_max_gb} is invalid: must be > 0"
             )
         self.tokenizer = None
         self.blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -147,41 +123,81 @@ class WordPieceDataModule(ShardedDataModule):
 
     def _entry(self):
         h = self.hparams
-        tok = self.tokenizer = self.tokenizer or load_tokenizer(h.tokenizer)
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(h.tokenizer)
+            self._check_positions()
+        tok = self.tokenizer
         vocab = sorted(tok.get_vocab().items())
         vocab_sha = hashlib.sha256(repr(vocab).encode()).hexdigest()[:12]
 
-        def build(text: str, train_text: str, val_text: str) -> tuple[dict, dict]:
-            arrays = {}
-            for split, part in (("train", train_text), ("val", val_text)):
-                paragraphs = [p for p in re.split(r"\n\s*\n", part) if p.strip()]
-                encoded = tok(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
-                ids, lengths = pack_paragraphs(
-                    encoded, h.block_size, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
-                )
-                arrays[f"{split}_ids"], arrays[f"{split}_len"] = ids.ravel(), lengths
-            return arrays, {"vocab_size": len(vocab), "block_size": h.block_size}
+        def build(text, cut, out) -> dict:
+            def tokenize(paragraphs: list[str]) -> list[list[int]]:
+                return tok(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
+
+            for split, pieces in split_pieces(text, cut):
+                ids_out = out.array(f"{split}_ids", len(vocab))
+                len_out = out.array(f"{split}_len", len(vocab))
+
+                def emit(bodies, ids_out=ids_out, len_out=len_out) -> None:
+                    ids, lengths = frame_blocks(
+                        bodies, h.block_size, tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+                    )
+                    ids_out.write(ids.ravel())
+                    len_out.write(lengths)
+
+                pack_stream(pieces, tokenize, h.block_size - 2, emit)
+            return {"vocab_size": len(vocab), "block_size": h.block_size}
 
         key = f"wordpiece{vocab_sha}-T{h.block_size}-val{h.val_fraction}"
         need = {"train_len": (h.batch_size, "training blocks"), "val_len": (1, "validation blocks")}
         setting = f"data.block_size={h.block_size}, data.batch_size={h.batch_size}"
         return cache.load_or_build(
-            h.cache_dir, self.source.load_kwargs(), key, h.val_fraction, build, need, setting
+            h.cache_dir, self.source, key, h.val_fraction, build, need, setting
         )
 
-    def _teacher_entry(self, token_entry, blocks) -> tuple:
+    def _check_positions(self) -> None:
+        """ConfigError unless the encoder has a position embedding for every token of a block."""
+        h = self.hparams
+        limit = getattr(load_config(h.tokenizer), "max_position_embeddings", None)
+        if limit is not None and h.block_size > limit:
+            raise ConfigError(
+                f"data.block_size={h.block_size} is invalid: the encoder {h.tokenizer} reads at "
+                f"most {limit} tokens (its max_position_embeddings); use data.block_size<={limit}"
+            )
+
+    def _teacher_entry(self, token_entry, blocks) -> tuple | None:
+        """The teacher cache's (entry, meta), or None where ``teacher_cache=auto`` runs the
+        teacher live: when training runs on an accelerator (where the frozen encoder costs
+        little), or when the cache would exceed ``teacher_cache_max_gb`` or the free disk."""
         from wavelab.wavgpt import teacher_cache  # the encoder: only when the cache is asked for
         from wavelab.wavgpt.encoder import FrozenEncoder
 
-        spec = self.hparams.teacher
+        h, spec = self.hparams, self.hparams.teacher
+        if h.teacher_cache == "auto" and spec.get("kd") == "full":
+            log.info("teacher_cache=auto: the teacher runs live (model.kd=full needs its logits)")
+            return None
+        if h.teacher_cache == "auto" and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            if device.type != "cpu":
+                log.info("teacher_cache=auto: the teacher runs live (training runs on %s)", device)
+                return None
         encoder = FrozenEncoder(**spec["encoder"])
+        if h.teacher_cache == "auto":
+            problem = teacher_cache.fit_problem(
+                h.cache_dir, blocks, encoder, spec["top_k"], h.teacher_cache_max_gb
+            )
+            if problem:
+                log.info("teacher_cache=auto: the teacher runs live (the cache: %s)", problem)
+                return None
+            log.info("teacher_cache=auto: caching the teacher (training runs on the CPU)")
         return teacher_cache.load_or_build(
-            self.hparams.cache_dir,
+            h.cache_dir,
             token_entry,
             blocks,
             encoder,
             spec["top_k"],
             spec["temperature"],
+            h.teacher_cache_max_gb,
         )
 
     def prepare_data(self) -> None:
@@ -199,10 +215,12 @@ class WordPieceDataModule(ShardedDataModule):
         if self.hparams.teacher_cache:
             from wavelab.wavgpt.teacher_cache import open_split
 
-            teacher_entry, self.teacher_meta = self._teacher_entry(entry, blocks)
-            self.teacher_arrays = {
-                split: open_split(teacher_entry, self.teacher_meta, split) for split in blocks
-            }
+            found = self._teacher_entry(entry, blocks)
+            if found is not None:
+                teacher_entry, self.teacher_meta = found
+                self.teacher_arrays = {
+                    split: open_split(teacher_entry, self.teacher_meta, split) for split in blocks
+                }
         self.blocks = blocks
         n_train, n_val = len(self.blocks["train"][0]), len(self.blocks["val"][0])
         fill = self.blocks["train"][1].mean() / T

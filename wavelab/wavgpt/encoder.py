@@ -124,6 +124,11 @@ def _from_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
         ) from e
 
 
+def load_config(name_or_path: str = DEFAULT_ENCODER) -> Any:
+    """The ``transformers`` config of ``FrozenEncoder(name_or_path)`` (no weights loaded)."""
+    return _from_pretrained(AutoConfig, name_or_path)
+
+
 def load_tokenizer(name_or_path: str = DEFAULT_ENCODER) -> PreTrainedTokenizerBase:
     """The tokenizer that matches ``FrozenEncoder(name_or_path)``."""
     return _from_pretrained(AutoTokenizer, name_or_path)
