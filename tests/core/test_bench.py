@@ -131,3 +131,22 @@ def test_the_codec_floor_counts_every_matrix_product_of_the_refiner():
             refiner.eval(), torch.randn(1, n, d), torch.ones(1, n, dtype=torch.bool)
         )
     assert macs == n * (2 * d * ff + layers * (4 * d * d + 2 * d * ff))
+
+
+def test_the_data_bench_prepares_each_tokenizer_in_its_own_process(entry):
+    out = entry.cwd / "data.json"
+    result = entry(
+        "bench",
+        "data",
+        "sizes_mb=[0.05]",
+        "tokenizers=[char,wordpiece]",
+        f"workdir={entry.cwd / 'bench'}",
+        f"json={out}",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["tokenizer"] for r in rows] == ["char", "wordpiece"]
+    for row in rows:
+        assert row["peak_rss_gb"] > 0 and row["cache_mb"] > 0 and row["size_mb"] > 0
+    assert not (entry.cwd / "bench").exists()  # the corpora and caches are removed

@@ -22,8 +22,6 @@ from omegaconf import DictConfig
 from wavelab.bench import load_line, publish
 from wavelab.core.errors import ConfigError
 
-TOKENIZERS = ("char", "bpe", "wordpiece")
-
 
 def make_corpus(path: Path, n_bytes: int) -> None:
     """The complete works, repeated and cut (at a line end) to about ``n_bytes`` bytes."""
@@ -40,18 +38,16 @@ def make_corpus(path: Path, n_bytes: int) -> None:
         f.write(rest[: rest.rfind(b"\n") + 1])
 
 
-def child(tokenizer: str, path: str, cache_dir: str, encoder: str) -> None:
-    """Prepares one corpus and prints {seconds, peak_rss_bytes} as JSON (run in a subprocess)."""
+def child(overrides_json: str, path: str, cache_dir: str) -> None:
+    """Prepares one corpus with the run config that ``overrides`` compose and prints {seconds,
+    peak_rss_bytes} as JSON (run in a subprocess)."""
+    from wavelab.core.compose import compose
+    from wavelab.core.config import instantiate
+
     start = time.perf_counter()
-    if tokenizer == "wordpiece":
-        from wavelab.wavgpt.data import WordPieceDataModule
-
-        dm = WordPieceDataModule(encoder, path=path, cache_dir=cache_dir)
-    else:
-        from wavelab.data.lm import LMDataModule
-
-        dm = LMDataModule(tokenizer=tokenizer, path=path, cache_dir=cache_dir)
-    dm.prepare_data()
+    overrides = [*json.loads(overrides_json), f"data.path={path}", f"paths.cache_dir={cache_dir}"]
+    cfg = compose(overrides, "config", Path(cache_dir) / "run")
+    instantiate(cfg.data, "data").prepare_data()
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}))
@@ -63,9 +59,9 @@ def du(path: Path) -> int:
 
 def main(cfg: DictConfig) -> None:
     tokenizers = list(cfg.tokenizers)
-    bad = [t for t in tokenizers if t not in TOKENIZERS]
-    if bad or not tokenizers:
-        raise ConfigError(f"tokenizers={tokenizers} is invalid: choose from {list(TOKENIZERS)}")
+    known = list(cfg.preparations)
+    if not tokenizers or any(t not in known for t in tokenizers):
+        raise ConfigError(f"tokenizers={tokenizers} is invalid: choose from {known}")
     if not cfg.sizes_mb or any(float(s) <= 0 for s in cfg.sizes_mb):
         raise ConfigError(f"sizes_mb={list(cfg.sizes_mb)} is invalid: need sizes > 0")
     work = Path(cfg.workdir).expanduser()
@@ -77,7 +73,8 @@ def main(cfg: DictConfig) -> None:
             for tok in tokenizers:
                 cache = work / f"cache_{size}MB_{tok}"
                 shutil.rmtree(cache, ignore_errors=True)
-                args = ["--child", tok, str(corpus), str(cache), cfg.encoder]
+                overrides = json.dumps(list(cfg.preparations[tok]))
+                args = ["--child", overrides, str(corpus), str(cache)]
                 done = subprocess.run(
                     [sys.executable, "-m", "wavelab.data.bench", *args],
                     capture_output=True,
@@ -119,4 +116,4 @@ def _row(r: dict) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        child(*sys.argv[2:6])
+        child(*sys.argv[2:5])
