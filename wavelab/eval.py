@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from wavelab.core.cli import hydra_entry, quiet_lightning
 from wavelab.core.config import CONFIG_DIR, check_targets, instantiate
@@ -20,12 +20,15 @@ from wavelab.core.errors import ConfigError
 log = logging.getLogger("wavelab.eval")
 
 
-def run_data_config(ckpt_path: Path) -> DictConfig | None:
-    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, checked."""
+def run_data_config(ckpt_path: Path, reference: DictConfig | None = None) -> DictConfig | None:
+    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, checked (see
+    wavelab.core.saved_config; ``reference`` is this command's config)."""
+    from wavelab.core.saved_config import load_saved_config
+
     saved = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
-    if not saved.is_file():
+    if not saved.exists():
         return None
-    data = OmegaConf.load(saved).get("data")
+    data = load_saved_config(saved, reference).get("data")
     try:
         check_targets(data, "data")
     except ConfigError as e:
@@ -48,13 +51,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from wavelab.core.checkpoints import load_module, resolve_ckpt_path
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
-    module = load_module(ckpt)
-    quiet_lightning()  # Lightning is imported by now
-    data_cfg = cfg.get("data") or run_data_config(ckpt)
+    data_cfg = cfg.get("data") or run_data_config(ckpt, cfg)
     if data_cfg is None:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path!r} has no saved run config beside it; pass data=<name>"
         )
+    module = load_module(ckpt)
+    quiet_lightning()  # Lightning is imported by now
     datamodule = instantiate(data_cfg, "data")
     datamodule.prepare_data()
     datamodule.setup("validate")

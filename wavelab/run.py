@@ -57,12 +57,14 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from wavelab.core.saved_config import load_saved_config, saved_choices
+
     run_dir = Path(cfg.resume_dir).expanduser().resolve()
     saved_path = run_dir / ".hydra" / "config.yaml"
     if not saved_path.is_file():
         raise ConfigError(f"resume_dir={cfg.resume_dir!r} is invalid: no {saved_path}")
-    saved = OmegaConf.load(saved_path)
-    choices = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
+    saved = load_saved_config(saved_path, reference=cfg)
+    choices = saved_choices(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     saved.ckpt_path = str(last)
     task_overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
