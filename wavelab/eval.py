@@ -51,13 +51,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     from wavelab.core.checkpoints import load_module, resolve_ckpt_path
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
+    module = load_module(ckpt)
+    quiet_lightning()  # Lightning is imported by now
     data_cfg = cfg.get("data") or run_data_config(ckpt, cfg)
     if data_cfg is None:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path!r} has no saved run config beside it; pass data=<name>"
         )
-    module = load_module(ckpt)
-    quiet_lightning()  # Lightning is imported by now
     datamodule = instantiate(data_cfg, "data")
     datamodule.prepare_data()
     datamodule.setup("validate")
