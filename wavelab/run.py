@@ -94,6 +94,12 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             f"resume_dir={cfg.resume_dir!r} cannot resume: {last} does not exist (the run saved "
             "no checkpoint yet)"
         )
+    for folder in (run_dir, last.parent):
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            raise ConfigError(
+                f"resume_dir={cfg.resume_dir!r} cannot be continued: {folder} is read-only (copy "
+                "the run dir somewhere writable and resume that)"
+            )
     saved.resume_dir = str(run_dir)
     saved.paths.output_dir = str(run_dir)
     log.info("resuming %s", run_dir)
@@ -333,9 +339,20 @@ def check_plugins(argv: list[str]) -> None:
             )
 
 
+def claim_run_dir(argv: list[str]) -> None:
+    """A ``hydra.run.dir=`` that holds another run is refused before Hydra writes into it."""
+    from wavelab.core.run_dir_claim import claim_given_run_dir
+
+    try:
+        claim_given_run_dir(argv, os.environ)
+    except ConfigError as e:
+        user_error(__name__, str(e))
+
+
 def main() -> None:
     """``python -m wavelab.run`` and the ``wavelab-train`` command."""
     check_plugins(sys.argv[1:])
+    claim_run_dir(sys.argv[1:])
     train_entry()
 
 

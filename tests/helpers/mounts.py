@@ -55,3 +55,8 @@ def read_only_dir(path: Path) -> Iterator[Path]:
         return
     with tmpfs(path, size="1m", readonly=True) as p:
         yield p
+
+
+def make_read_only(mount_point: Path) -> None:
+    """Remounts a :func:`tmpfs` read-only."""
+    subprocess.run(["mount", "-o", "remount,ro", str(mount_point)], check=True)
