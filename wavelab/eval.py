@@ -71,7 +71,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra_entry("eval")
+@hydra_entry("eval", literal_keys=("data.path", "ckpt_path"))
 def main(cfg: DictConfig) -> None:
     """``python -m wavelab.eval`` and the ``wavelab-eval`` command."""
     evaluate(cfg)

@@ -302,7 +302,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@hydra_entry("config")
+@hydra_entry("config", literal_keys=("data.path", "ckpt_path", "resume_dir"))
 def train_entry(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
