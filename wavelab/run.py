@@ -189,7 +189,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     import torch
     from hydra.errors import InstantiationException
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 
     from wavelab.core.loggers import build_loggers
 
@@ -199,6 +199,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     loggers = build_loggers(cfg)
     if not loggers:  # logger=none: Lightning refuses an lr monitor with nowhere to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if cfg.trainer.get("enable_progress_bar") is False:  # and a progress bar it was told to hide
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     try:
         return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     except InstantiationException as e:
@@ -212,9 +214,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
                 f"{given} cannot run here: {reason} (this machine has no GPU: use the default "
                 "trainer, which picks the accelerator itself, or trainer=cpu)"
             ) from e
-        raise ConfigError(
-            f"{given}, trainer.strategy={t.get('strategy')}: Lightning refuses them: {reason}"
-        ) from e
+        raise ConfigError(f"Lightning refuses the trainer settings: {reason}") from e
 
 
 def is_rank_zero() -> bool:
