@@ -69,17 +69,17 @@ def _strings(node, key: str = "") -> Iterator[tuple[str, str]]:
         yield key, node
 
 
-def _shipped_text(reference: DictConfig | None, key: str) -> str | None:
-    """The unresolved text of ``key`` in ``reference`` (a config composed from conf/)."""
+def _shipped_text(reference: dict | None, key: str) -> str | None:
+    """The unresolved text of ``key`` in ``reference`` (a config composed from conf/, as a
+    plain container)."""
     if reference is None or "[" in key:
         return None
     node = reference
     for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
+        if not isinstance(node, dict) or part not in node:
             return None
-        node = node._get_node(part)
-    value = node._value() if not isinstance(node, DictConfig) else None
-    return value if isinstance(value, str) else None
+        node = node[part]
+    return node if isinstance(node, str) else None
 
 
 def load_saved_config(path: Path, reference: DictConfig | None = None) -> DictConfig:
@@ -88,6 +88,12 @@ def load_saved_config(path: Path, reference: DictConfig | None = None) -> DictCo
     ``reference`` is the current command's config, composed from conf/: a resolver call whose
     text is the same as ``reference``'s at that key is conf/'s own and is kept."""
     data = read_yaml_mapping(path)
+    shipped = None
+    if reference is not None:
+        shipped = OmegaConf.to_container(
+            OmegaConf.masked_copy(reference, [k for k in reference if k != "hydra"]),
+            resolve=False,
+        )
     for key, text in _strings(data):
         if "${" not in text:
             continue
@@ -97,7 +103,7 @@ def load_saved_config(path: Path, reference: DictConfig | None = None) -> DictCo
             raise ConfigError(
                 f"{path}: {key}={text!r} is refused: an interpolation OmegaConf cannot parse"
             ) from None
-        if names and text != _shipped_text(reference, key):
+        if names and text != _shipped_text(shipped, key):
             raise ConfigError(
                 f"{path}: {key}={text!r} is refused: it calls the resolver {names[0]!r}, and a "
                 "saved run config may hold plain values and ${key} interpolations only (a "
