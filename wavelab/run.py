@@ -214,6 +214,13 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
                 f"{given} cannot run here: {reason} (this machine has no GPU: use the default "
                 "trainer, which picks the accelerator itself, or trainer=cpu)"
             ) from e
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        given_keys = [o for o in overrides if o.lstrip("+~").startswith("trainer.")]
+        # The trainer keys the user gave that Lightning's reason names, else all of them.
+        named = [o for o in given_keys if o.partition("=")[0].split(".")[-1] in reason]
+        named = named or given_keys
+        if named:
+            raise ConfigError(f"{', '.join(named)}: Lightning refuses them: {reason}") from e
         raise ConfigError(f"Lightning refuses the trainer settings: {reason}") from e
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 import torch
-from helpers.cli import Entry, assert_clean_error
-from helpers.tiny_runs import tiny_gpt_run, write_corpus
+from helpers.cli import assert_clean_error
+from helpers.tiny_runs import tiny_run_in
 
 from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError
@@ -17,9 +17,7 @@ from wavelab.core.errors import ConfigError
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory, cache_dir):
     """A real tiny GPT checkpoint, read back as a dict."""
-    root = tmp_path_factory.mktemp("tiny")
-    corpus = write_corpus(root / "corpus.txt")
-    run_dir, _ = tiny_gpt_run(Entry(root / "work", cache_dir), corpus)
+    run_dir, _ = tiny_run_in(tmp_path_factory.mktemp("tiny"), cache_dir)
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from helpers.cli import Entry, assert_clean_error
+from helpers.cli import assert_clean_error
 from helpers.run_dir_edits import copy_run
-from helpers.tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
+from helpers.tiny_runs import TINY_GPT, tiny_run_in
 
 ODD = "dir ü/a=b"  # a space, a non-ASCII letter and an `=` in one path
 
@@ -17,11 +17,7 @@ ODD = "dir ü/a=b"  # a space, a non-ASCII letter and an `=` in one path
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, cache_dir):
     """A real tiny GPT run trained on a corpus under ODD, and that corpus."""
-    root = tmp_path_factory.mktemp("tiny")
-    (root / ODD).mkdir(parents=True)
-    corpus = write_corpus(root / ODD / "corpus ü.txt")
-    run_dir, _ = tiny_gpt_run(Entry(root / "work", cache_dir), corpus)
-    return run_dir, corpus
+    return tiny_run_in(tmp_path_factory.mktemp("tiny"), cache_dir, f"{ODD}/corpus ü.txt")
 
 
 def ok(result):

@@ -9,19 +9,16 @@ import subprocess
 import sys
 
 import pytest
-from helpers.cli import Entry, assert_clean_error
+from helpers.cli import assert_clean_error
 from helpers.mounts import make_read_only, read_only_dir, tmpfs
 from helpers.run_dir_edits import copy_run
-from helpers.tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
+from helpers.tiny_runs import TINY_GPT, tiny_run_in
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, cache_dir):
     """A real two-step GPT run (its best and last checkpoints at step 2), and its corpus."""
-    root = tmp_path_factory.mktemp("tiny")
-    corpus = write_corpus(root / "corpus.txt")
-    run_dir, _ = tiny_gpt_run(Entry(root / "work", cache_dir), corpus)
-    return run_dir, corpus
+    return tiny_run_in(tmp_path_factory.mktemp("tiny"), cache_dir)
 
 
 def snapshot(run_dir):

@@ -4,17 +4,14 @@ one line naming the file, through resume_dir= and eval's saved data config alike
 from __future__ import annotations
 
 import pytest
-from helpers.cli import Entry, assert_clean_error
+from helpers.cli import assert_clean_error
 from helpers.run_dir_edits import copy_run, edit_saved_config, saved_config
-from helpers.tiny_runs import tiny_gpt_run, write_corpus
+from helpers.tiny_runs import tiny_run_in
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, cache_dir):
-    root = tmp_path_factory.mktemp("tiny")
-    corpus = write_corpus(root / "corpus.txt")
-    run_dir, _ = tiny_gpt_run(Entry(root / "work", cache_dir), corpus)
-    return run_dir
+    return tiny_run_in(tmp_path_factory.mktemp("tiny"), cache_dir)[0]
 
 
 def resume(entry, run):
