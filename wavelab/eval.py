@@ -20,15 +20,15 @@ from wavelab.core.errors import ConfigError
 log = logging.getLogger("wavelab.eval")
 
 
-def run_data_config(ckpt_path: Path, reference: DictConfig | None = None) -> DictConfig | None:
+def run_data_config(ckpt_path: Path) -> DictConfig | None:
     """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, checked (see
-    wavelab.core.saved_config; ``reference`` is this command's config)."""
+    wavelab.core.saved_config)."""
     from wavelab.core.saved_config import load_saved_config
 
     saved = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
     if not saved.exists():
         return None
-    data = load_saved_config(saved, reference).get("data")
+    data = load_saved_config(saved).get("data")
     try:
         check_targets(data, "data")
     except ConfigError as e:
@@ -53,7 +53,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
     module = load_module(ckpt)
     quiet_lightning()  # Lightning is imported by now
-    data_cfg = cfg.get("data") or run_data_config(ckpt, cfg)
+    data_cfg = cfg.get("data") or run_data_config(ckpt)
     if data_cfg is None:
         raise ConfigError(
             f"ckpt_path={cfg.ckpt_path!r} has no saved run config beside it; pass data=<name>"

@@ -63,7 +63,7 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     saved_path = run_dir / ".hydra" / "config.yaml"
     if not saved_path.is_file():
         raise ConfigError(f"resume_dir={cfg.resume_dir!r} is invalid: no {saved_path}")
-    saved = load_saved_config(saved_path, reference=cfg)
+    saved = load_saved_config(saved_path)
     choices = saved_choices(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     saved.ckpt_path = str(last)

@@ -5,12 +5,14 @@ code: they are parsed by YAML's safe loader, and a value that calls an OmegaConf
 (``${name:...}``, e.g. ``${unique_dir:/some/path}``, which creates a directory when resolved)
 is refused before anything reads the config, naming the file and the key. Plain interpolations
 (``${paths.cache_dir}``) stay: they only point at other values of the same file. The one
-exception is a resolver call that is exactly the text wavelab's own conf/ gives that key (e.g.
-``paths.log_dir: ${oc.env:WAVELAB_LOG_DIR,logs}``): that is conf/'s code, not the file's.
+exception is a resolver call that is exactly the text wavelab's own conf/ gives a key of that
+name (e.g. ``log_dir: ${oc.env:WAVELAB_LOG_DIR,logs}``): that is conf/'s code, not the file's.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -69,31 +71,28 @@ def _strings(node, key: str = "") -> Iterator[tuple[str, str]]:
         yield key, node
 
 
-def _shipped_text(reference: dict | None, key: str) -> str | None:
-    """The unresolved text of ``key`` in ``reference`` (a config composed from conf/, as a
-    plain container)."""
-    if reference is None or "[" in key:
-        return None
-    node = reference
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node if isinstance(node, str) else None
+@functools.cache
+def shipped_resolver_calls() -> frozenset[tuple[str, str]]:
+    """(key name, text) of every value in conf/ that calls a resolver, outside conf/hydra (whose
+    run-dir resolvers Hydra itself saves elsewhere, in hydra.yaml)."""
+    from wavelab.core.config import CONFIG_DIR
+
+    found = set()
+    for root, dirs, files in os.walk(CONFIG_DIR, followlinks=True):
+        dirs[:] = [d for d in dirs if not (Path(root) == Path(CONFIG_DIR) and d == "hydra")]
+        for name in files:
+            if name.endswith(".yaml"):
+                data = yaml.load(Path(root, name).read_text(), Loader=_YAML_LOADER)
+                for key, text in _strings(data):
+                    if "${" in text and ":" in text:
+                        found.add((key.rpartition(".")[2], text))
+    return frozenset(found)
 
 
-def load_saved_config(path: Path, reference: DictConfig | None = None) -> DictConfig:
-    """The run config saved at ``path``, with no resolver run and none left to run later.
-
-    ``reference`` is the current command's config, composed from conf/: a resolver call whose
-    text is the same as ``reference``'s at that key is conf/'s own and is kept."""
+def load_saved_config(path: Path) -> DictConfig:
+    """The run config saved at ``path``, with no resolver run and none left to run later but
+    conf/'s own (a value whose text conf/ gives a key of that name)."""
     data = read_yaml_mapping(path)
-    shipped = None
-    if reference is not None:
-        shipped = OmegaConf.to_container(
-            OmegaConf.masked_copy(reference, [k for k in reference if k != "hydra"]),
-            resolve=False,
-        )
     for key, text in _strings(data):
         if "${" not in text:
             continue
@@ -103,7 +102,7 @@ def load_saved_config(path: Path, reference: DictConfig | None = None) -> DictCo
             raise ConfigError(
                 f"{path}: {key}={text!r} is refused: an interpolation OmegaConf cannot parse"
             ) from None
-        if names and text != _shipped_text(shipped, key):
+        if names and (key.rpartition(".")[2], text) not in shipped_resolver_calls():
             raise ConfigError(
                 f"{path}: {key}={text!r} is refused: it calls the resolver {names[0]!r}, and a "
                 "saved run config may hold plain values and ${key} interpolations only (a "
