@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from wavelab.core.cli import hydra_entry, quiet_lightning
 from wavelab.core.config import CONFIG_DIR, check_targets, instantiate
@@ -21,11 +21,14 @@ log = logging.getLogger("wavelab.eval")
 
 
 def run_data_config(ckpt_path: Path) -> DictConfig | None:
-    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, checked."""
+    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, checked (see
+    wavelab.core.saved_config)."""
+    from wavelab.core.saved_config import load_saved_config
+
     saved = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
-    if not saved.is_file():
+    if not saved.exists():
         return None
-    data = OmegaConf.load(saved).get("data")
+    data = load_saved_config(saved).get("data")
     try:
         check_targets(data, "data")
     except ConfigError as e:
@@ -68,7 +71,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra_entry("eval")
+@hydra_entry("eval", literal_keys=("data.path", "ckpt_path"))
 def main(cfg: DictConfig) -> None:
     """``python -m wavelab.eval`` and the ``wavelab-eval`` command."""
     evaluate(cfg)

@@ -92,8 +92,11 @@ def load_jobs(sweep_dir: Path) -> list[Job]:
         if job_dir.parent == sweep_dir and job_dir.name in failed_dirs:
             continue  # its metrics.json, if any, is of a run that did not finish
         metrics_file = job_dir / "metrics.json"
-        if not metrics_file.is_file():
-            continue  # a job that failed before its first validation
+        if not metrics_file.is_file():  # a job that failed before its first validation
+            log.warning(
+                "skipping %s: it has no metrics.json (it ended before writing one)", job_dir
+            )
+            continue
         metrics = read_metrics(metrics_file)
         if metrics is None:
             continue
@@ -296,6 +299,8 @@ def plot(
 def free_dir(out_dir: Path, overwrite: bool) -> Path:
     """``out_dir``, or when it already holds a report (and ``overwrite`` is off) the first of
     ``<out_dir>_2``, ``<out_dir>_3``, ... that does not."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"out_dir={out_dir} is invalid: it is a file; give a directory")
     candidate, n = out_dir, 1
     while not overwrite and (candidate / "report.md").exists():
         n += 1

@@ -49,12 +49,14 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from wavelab.core.saved_config import load_saved_config, saved_choices
+
     run_dir = Path(cfg.resume_dir).expanduser().resolve()
     saved_path = run_dir / ".hydra" / "config.yaml"
     if not saved_path.is_file():
         raise ConfigError(f"resume_dir={cfg.resume_dir!r} is invalid: no {saved_path}")
-    saved = OmegaConf.load(saved_path)
-    choices = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
+    saved = load_saved_config(saved_path)
+    choices = saved_choices(run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     saved.ckpt_path = str(last)
     task_overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
@@ -84,6 +86,12 @@ def resume_config(cfg: DictConfig) -> DictConfig:
             f"resume_dir={cfg.resume_dir!r} cannot resume: {last} does not exist (the run saved "
             "no checkpoint yet)"
         )
+    for folder in (run_dir, last.parent):
+        if folder.is_dir() and not os.access(folder, os.W_OK):
+            raise ConfigError(
+                f"resume_dir={cfg.resume_dir!r} cannot be continued: {folder} is read-only (copy "
+                "the run dir somewhere writable and resume that)"
+            )
     saved.resume_dir = str(run_dir)
     saved.paths.output_dir = str(run_dir)
     log.info("resuming %s", run_dir)
@@ -173,7 +181,7 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     import torch
     from hydra.errors import InstantiationException
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.callbacks import LearningRateMonitor
+    from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 
     from wavelab.core.loggers import build_loggers
 
@@ -183,6 +191,8 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     loggers = build_loggers(cfg)
     if not loggers:  # logger=none: Lightning refuses an lr monitor with nowhere to write to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if cfg.trainer.get("enable_progress_bar") is False:  # and a progress bar it was told to hide
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     try:
         return instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     except InstantiationException as e:
@@ -196,9 +206,14 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
                 f"{given} cannot run here: {reason} (this machine has no GPU: use the default "
                 "trainer, which picks the accelerator itself, or trainer=cpu)"
             ) from e
-        raise ConfigError(
-            f"{given}, trainer.strategy={t.get('strategy')}: Lightning refuses them: {reason}"
-        ) from e
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        given_keys = [o for o in overrides if o.lstrip("+~").startswith("trainer.")]
+        # The trainer keys the user gave that Lightning's reason names, else all of them.
+        named = [o for o in given_keys if o.partition("=")[0].split(".")[-1] in reason]
+        named = named or given_keys
+        if named:
+            raise ConfigError(f"{', '.join(named)}: Lightning refuses them: {reason}") from e
+        raise ConfigError(f"Lightning refuses the trainer settings: {reason}") from e
 
 
 def is_rank_zero() -> bool:
@@ -301,7 +316,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 
-@hydra_entry("config")
+@hydra_entry("config", literal_keys=("data.path", "ckpt_path", "resume_dir"))
 def train_entry(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
@@ -338,9 +353,20 @@ def check_plugins(argv: list[str]) -> None:
             )
 
 
+def claim_run_dir(argv: list[str]) -> None:
+    """A ``hydra.run.dir=`` that holds another run is refused before Hydra writes into it."""
+    from wavelab.core.run_dir_claim import claim_given_run_dir
+
+    try:
+        claim_given_run_dir(argv, os.environ)
+    except ConfigError as e:
+        user_error(__name__, str(e))
+
+
 def main() -> None:
     """``python -m wavelab.run`` and the ``wavelab-train`` command."""
     check_plugins(sys.argv[1:])
+    claim_run_dir(sys.argv[1:])
     train_entry()
 
 

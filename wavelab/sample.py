@@ -47,7 +47,7 @@ def sample(cfg: DictConfig) -> list[str]:
     ]
 
 
-@hydra_entry("sample")
+@hydra_entry("sample", literal_keys=("ckpt_path",), text_keys=("prompt",))
 def main(cfg: DictConfig) -> None:
     """``python -m wavelab.sample`` and the ``wavelab-sample`` command."""
     for text in sample(cfg):

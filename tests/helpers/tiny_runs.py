@@ -38,3 +38,12 @@ def tiny_gpt_run(entry: Entry, corpus: Path, *extra: str):
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     (run_dir,) = (entry.cwd / "logs" / "train" / "runs").iterdir()
     return run_dir, result
+
+
+def tiny_run_in(root: Path, cache_dir: Path, corpus_name: str = "corpus.txt") -> tuple[Path, Path]:
+    """A real two-step GPT run under ``root`` on a corpus at ``root/corpus_name``, for a test
+    module's fixture to damage copies of: (its run dir, the corpus)."""
+    corpus = root / corpus_name
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    run_dir, _ = tiny_gpt_run(Entry(root / "work", cache_dir), write_corpus(corpus))
+    return run_dir, corpus

@@ -12,6 +12,7 @@ from typing import TypeVar
 from omegaconf import DictConfig, OmegaConf
 
 from wavelab.core.errors import ConfigError
+from wavelab.core.user_files import output_file, write_output
 
 log = logging.getLogger("wavelab.bench")
 T = TypeVar("T")
@@ -38,6 +39,8 @@ def check_settings(values: Mapping) -> None:
     path = values.get("data_path")
     if path is not None and not Path(path).is_file():
         raise ConfigError(f"data_path={path} is invalid: no such file")
+    if values.get("json") is not None:
+        output_file(str(values["json"]), "json")
 
 
 def settings_from(cls: type[T], cfg: DictConfig) -> T:
@@ -51,7 +54,7 @@ def publish(result: dict, table: str, json_path: str | Path | None) -> None:
     """Prints a benchmark's table and, if asked, writes its full result as JSON."""
     print(table)
     if json_path is not None:
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        write_output(Path(json_path), (json.dumps(result, indent=2) + "\n").encode(), "json")
         log.info("wrote %s", json_path)
 
 

@@ -9,13 +9,20 @@
   count the job as interrupted, not done. It does not requeue: under SLURM, Lightning's own
   auto-requeue answers the requeue signal (``sbatch --signal=USR1@90``); a job terminated by
   SIGTERM is continued by running it again with ``resume_dir=<its run dir>``.
+
+  SIGINT (Ctrl-C) during ``fit`` ends the same way, with exit status :data:`SIGINT_EXIT`
+  (128 + 2): its handler sends this process a SIGTERM, so Lightning's own SIGTERM handling
+  stops the loop at the end of the batch instead of Lightning's KeyboardInterrupt shutdown
+  (exit 1, nothing saved, nothing recorded).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import threading
 from pathlib import Path
 
 import lightning as L
@@ -27,6 +34,7 @@ from wavelab.core.errors import TrainingDiverged
 log = logging.getLogger(__name__)
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
+SIGINT_EXIT = 128 + signal.SIGINT
 
 LIKELY_CAUSES = (
     "likely causes: a learning rate too high (model.optimizer.lr), float16 overflow "
@@ -77,6 +85,8 @@ class FiniteGuard(L.Callback):
 class SaveOnSigterm(L.Callback):
     def __init__(self):
         self.saving = False
+        self.got_sigint = False
+        self._previous_sigint = None
         # (batches completed, logging step) when the last validation ended
         self.validated_at: tuple[int, int] | None = None
 
@@ -97,21 +107,54 @@ class SaveOnSigterm(L.Callback):
         if self.validated_at == (batches, logging_step - 1):
             checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
 
+    # Installed once Lightning has registered its SIGTERM handler (after on_fit_start), which
+    # restores the handlers it found when the fit ends.
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._install_sigint()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._install_sigint()
+
+    def _install_sigint(self) -> None:
+        if self._previous_sigint is None and threading.current_thread() is threading.main_thread():
+            self.got_sigint = False
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore_sigint()
+
+    def _restore_sigint(self) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            raise KeyboardInterrupt  # Lightning's SIGTERM handler is not (or no longer) there
+        self.got_sigint = True
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by Lightning's SIGTERM handler
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore_sigint()  # Lightning runs no teardown hook after an exception
         if not isinstance(exception, SIGTERMException):
             return
-        exception.code = SIGTERM_EXIT
+        signame = "SIGINT" if self.got_sigint else "SIGTERM"
+        exception.code = SIGINT_EXIT if self.got_sigint else SIGTERM_EXIT
         checkpointer = trainer.checkpoint_callback
         if checkpointer is None or checkpointer.dirpath is None:
             log.warning(
-                "SIGTERM at step %d: no checkpoint callback, nothing saved", trainer.global_step
+                "%s at step %d: no checkpoint callback, nothing saved", signame, trainer.global_step
             )
             return
+        resume = f"resume_dir={Path(checkpointer.dirpath).parent}"
         if trainer.validating:
             # Lightning cannot resume half a validation exactly; the last checkpoint stands.
             log.warning(
-                "SIGTERM during validation at step %d: resume restarts from the last checkpoint",
+                "%s during validation at step %d: continue with %s, which restarts from the last "
+                "checkpoint",
+                signame,
                 trainer.global_step,
+                resume,
             )
             return
         name = f"{checkpointer.CHECKPOINT_NAME_LAST}{checkpointer.FILE_EXTENSION}"
@@ -122,9 +165,7 @@ class SaveOnSigterm(L.Callback):
         finally:
             self.saving = False
         log.warning(
-            "SIGTERM at step %d: saved %s; continue with resume_dir=<this run dir>",
-            trainer.global_step,
-            path,
+            "%s at step %d: saved %s; continue with %s", signame, trainer.global_step, path, resume
         )
 
 
@@ -132,3 +173,11 @@ def logging_position(trainer: L.Trainer) -> tuple[int, int]:
     """The training batches completed so far, and the step that loggers are at."""
     loop = trainer.fit_loop.epoch_loop
     return loop.batch_progress.total.completed, loop._batches_that_stepped
+
+
+def stopping_signal(trainer: L.Trainer) -> str:
+    """The signal that stopped ``trainer`` with a SIGTERMException: SIGINT or SIGTERM."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, SaveOnSigterm) and cb.got_sigint:
+            return "SIGINT"
+    return "SIGTERM"

@@ -2,7 +2,8 @@
 
 Sweep reports (``python -m wavelab.report``) read these files, so they need neither W&B nor the
 CSV logs. Rewritten after every validation, so a killed job still leaves its last numbers, and
-when a run stops early: ``"interrupted"`` records a SIGTERM, ``"diverged"`` a NaN or inf loss.
+when a run stops early: ``"interrupted"`` records a SIGTERM or SIGINT, ``"diverged"`` a NaN or inf
+loss.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from wavelab.callbacks.health import stopping_signal
 from wavelab.core import atomic
 from wavelab.core.errors import TrainingDiverged
 
@@ -58,7 +60,8 @@ class RunSummary(L.Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
-            self.write(trainer, interrupted={"signal": "SIGTERM", "step": trainer.global_step})
+            name = stopping_signal(trainer)
+            self.write(trainer, interrupted={"signal": name, "step": trainer.global_step})
         elif isinstance(exception, TrainingDiverged):
             self.write(trainer, diverged={"step": trainer.global_step, "reason": str(exception)})
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from wavelab import __version__
+from wavelab.core.checkpoint_shapes import check_fits_its_weights
 from wavelab.core.config import check_targets
 from wavelab.core.errors import ConfigError
 from wavelab.core.records import MODULE_KEY, VERSION_KEY
@@ -115,6 +116,7 @@ def load_module(
     if any(str(k).startswith("_") for k in hparams):
         raise ConfigError(f"{key}={str(ckpt_path)!r} has hyperparameters wavelab never writes")
     check_targets(hparams, "hyper_parameters")
+    check_fits_its_weights(cls, hparams, ckpt, ckpt_path, key)
     try:
         module = cls.load_from_checkpoint(
             resolve_ckpt_path(ckpt_path, key), map_location=map_location, weights_only=True

@@ -40,7 +40,9 @@ def user_error(log_name: str, message: str) -> None:
     sys.exit(USER_ERROR_EXIT)
 
 
-def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], Callable[[], None]]:
+def hydra_entry(
+    config_name: str, literal_keys: Sequence[str] = (), text_keys: Sequence[str] = ()
+) -> Callable[[Callable[[DictConfig], object]], Callable[[], None]]:
     """Decorator: ``fn(cfg)`` becomes the Hydra main of ``conf/<config_name>.yaml``.
 
     A ConfigError raised by ``fn``, a required key left unset (``???``), and Hydra's own errors
@@ -48,7 +50,10 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], 
     syntax) are logged as one ``error: ...`` line and exit with ``USER_ERROR_EXIT``; a sweep whose
     job diverged (``TrainingDiverged``) ends the same way with ``DIVERGED_EXIT``; anything else
     is a bug and keeps its traceback. Keep module-level imports of an entry light (no Lightning,
-    no torch, no transformers) so ``--help`` and config errors are fast.
+    no torch, no transformers) so ``--help`` and config errors are fast. A value of one of
+    ``literal_keys`` (file names, free text) that Hydra's grammar cannot parse (``ü``, ``=``, a
+    space) is taken literally (:func:`unparsable_as_literal`); a value of ``text_keys`` (free
+    text: commas, quotes and all) always is (:func:`literal_overrides`).
     """
 
     def decorate(fn: Callable[[DictConfig], object]) -> Callable[[], None]:
@@ -74,6 +79,9 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], 
             # which case it raises them: that is the only way to report them as one line.
             previous = os.environ.get("HYDRA_FULL_ERROR")
             os.environ["HYDRA_FULL_ERROR"] = "1"
+            if literal_keys or text_keys:
+                argv = literal_overrides(sys.argv[1:], text_keys)
+                sys.argv = [sys.argv[0], *unparsable_as_literal(argv, literal_keys)]
             try:
                 app()
             except TrainingDiverged:
@@ -88,7 +96,12 @@ def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], object]], 
                 if getattr(e, _RAISED_IN_TASK, False):
                     raise
                 if isinstance(e, OverrideParseException):
-                    user_error(fn.__module__, f"cannot parse the override {e.override!r}: {e}")
+                    key = str(e.override).partition("=")[0]
+                    user_error(
+                        fn.__module__,
+                        f"cannot parse the override {e.override!r}: {e}; to give text or a file "
+                        f"name with spaces, '=', or non-ASCII letters, quote it: '{key}=\"...\"'",
+                    )
                 user_error(fn.__module__, str(e))
             finally:
                 if previous is None:
@@ -140,6 +153,24 @@ def literal_overrides(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         if sep and key in keys:
             arg = f"{key}={quote(value)}"
+        out.append(arg)
+    return out
+
+
+def unparsable_as_literal(argv: Sequence[str], keys: Sequence[str]) -> list[str]:
+    """``argv`` with each ``key=value`` of ``keys`` that Hydra's grammar cannot parse (a path
+    with ``ü``, ``=`` or a space, Lightning's ``epoch=0-step=20.ckpt``) quoted as a literal
+    (:func:`literal_overrides`); values it parses (``null``, ``${...}``, a sweep) stay as given."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    out = []
+    for arg in argv:
+        if arg.partition("=")[0] in keys:
+            try:
+                parser.parse_override(arg)
+            except HydraException:  # OverrideParseException, or the lexer's own error
+                (arg,) = literal_overrides([arg], keys)
         out.append(arg)
     return out
 

@@ -15,20 +15,28 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from wavelab.core.errors import ConfigError
+
 RESOLVER = "unique_dir"
 
 
 def claim_dir(path: str) -> str:
     """Creates ``path``, or the first free ``path_<n>``, and returns the one it created."""
     base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for n in range(10_000):
-        candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
-        try:
-            os.mkdir(candidate)
-        except FileExistsError:
-            continue
-        return str(candidate)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for n in range(10_000):
+            candidate = base if n == 0 else base.with_name(f"{base.name}_{n}")
+            try:
+                os.mkdir(candidate)
+            except FileExistsError:
+                continue
+            return str(candidate)
+    except OSError as e:  # a read-only or full filesystem, a file where a dir should be
+        raise ConfigError(
+            f"the run dir {base} cannot be created: {e.strerror} (set paths.log_dir to a "
+            "writable dir)"
+        ) from None
     raise RuntimeError(f"no free run dir beside {base} after 10,000 tries")
 
 

@@ -144,8 +144,16 @@ def train_tokenizer(kind: str, text: str, bpe_vocab_size: int) -> TextTokenizer:
 
 
 def tokenizer_from_dict(d: dict) -> TextTokenizer:
-    if d["kind"] == "char":
+    """The tokenizer of a ``to_dict()``; ValueError saying what is wrong with a damaged one."""
+    kind = d.get("kind") if isinstance(d, dict) else None
+    if kind == "char" and isinstance(d.get("chars"), str):
         return CharTokenizer(d["chars"])
-    if d["kind"] == "bpe":
-        return BPETokenizer(Tokenizer.from_str(d["json"]))
-    raise ValueError(f"unknown tokenizer kind {d['kind']!r}")
+    if kind == "bpe" and isinstance(d.get("json"), str):
+        try:
+            return BPETokenizer(Tokenizer.from_str(d["json"]))
+        except Exception as e:  # tokenizers raises a bare Exception for unparsable JSON
+            raise ValueError(f"the tokenizer's BPE JSON is unreadable: {e}") from None
+    if kind in ("char", "bpe"):
+        field = "chars" if kind == "char" else "json"
+        raise ValueError(f"the {kind} tokenizer has no {field!r} string")
+    raise ValueError(f"the tokenizer kind is {kind!r}: it must be 'char' or 'bpe'")

@@ -109,8 +109,11 @@ def _from_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` with offline handling and errors that say what to do."""
     path, local = resolve_name_or_path(name_or_path)
     offline = local or _offline()
+    # Pretrained weights load as they are stored, also while a checkpoint's module is first
+    # built on the meta device to check its shapes (wavelab.core.checkpoint_shapes).
+    device = "cpu" if torch.tensor([]).device.type == "meta" else None
     try:
-        with _quiet_transformers():
+        with _quiet_transformers(), torch.device(device) if device else contextlib.nullcontext():
             return loader.from_pretrained(path, local_files_only=offline, **kwargs)
     except (OSError, ValueError) as e:  # transformers raises either for unusable local dirs
         if local:

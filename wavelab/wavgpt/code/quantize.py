@@ -45,10 +45,13 @@ def int_levels(bits: int) -> int:
 def fp16_ceil(x: Tensor) -> Tensor:
     """The smallest fp16 number >= x, as float32, clamped to fp16's largest finite value.
 
-    A fp16 rounding is off by at most 2^-11 relatively, so x * (1 + 2^-10) rounds to a number
-    >= x; zeros stay zero."""
-    up = (x.float() * (1 + 2**-10)).clamp(max=FP16_MAX)
-    return up.half().float()
+    x is rounded to the nearest fp16 number, and where that fell below x, stepped up to the next
+    one. (A relative margin such as x * (1 + 2^-10) is not enough: below 2^-14 fp16's step is a
+    fixed 2^-24, so a small x would still round down.) Zeros stay zero."""
+    x = x.float().clamp(max=FP16_MAX)
+    near = x.half()
+    up = torch.nextafter(near, torch.full_like(near, float("inf")))
+    return torch.where(near.float() < x, up, near).float()
 
 
 def group_scales(values: Tensor, keep: Tensor, groups: Tensor, n_groups: int) -> Tensor:

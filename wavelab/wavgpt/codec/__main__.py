@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wavelab.core.cli import bare_word_as, checked_device, hydra_entry, literal_overrides, required
 from wavelab.core.errors import ConfigError
+from wavelab.core.user_files import input_file, output_file, write_output
 
 log = logging.getLogger("wavelab.wavgpt.codec")
 
@@ -41,10 +42,7 @@ def read_code(cfg: DictConfig):
         raise ConfigError("decode needs exactly one of code=BASE64 and code_file=PATH")
     if cfg.code_file is not None:
         key, value = "code_file", str(cfg.code_file)
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"code_file={value!r} is invalid: no such file")
-        data = path.read_bytes()
+        data = input_file(value, key).read_bytes()
     else:
         key, value = "code", str(cfg.code)
         try:
@@ -57,15 +55,31 @@ def read_code(cfg: DictConfig):
         raise ConfigError(f"{given(key, value)} is invalid: {e}") from None
 
 
+def is_code_file(path: Path) -> bool:
+    """Whether ``path`` holds a code (an earlier ``out=``), which encode may replace."""
+    from wavelab.wavgpt.code.sparse_code import SparseCode
+
+    if path.stat().st_size > 1 << 24:  # far larger than any code: not one, and not read whole
+        return False
+    try:
+        SparseCode.from_bytes(path.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
 def checked_out(cfg: DictConfig) -> Path | None:
-    """``out=`` as a path whose dir exists and that is no dir itself; None when not given."""
+    """``out=`` as a file encode may write (wavelab.core.user_files.output_file): never the
+    checkpoint, and an existing file only if it is a code or ``overwrite=true``."""
     if cfg.out is None:
         return None
-    out = Path(str(cfg.out)).expanduser()
-    if out.is_dir() or not out.parent.is_dir():
-        problem = "is a directory" if out.is_dir() else f"its directory {out.parent} does not exist"
-        raise ConfigError(f"out={str(cfg.out)!r} is invalid: {problem}; give a file path")
-    return out
+    return output_file(
+        str(cfg.out),
+        "out",
+        protect=[str(cfg.ckpt_path)],
+        replaceable=is_code_file,
+        overwrite=bool(cfg.get("overwrite", False)),
+    )
 
 
 def run(cfg: DictConfig) -> None:
@@ -103,7 +117,7 @@ def run(cfg: DictConfig) -> None:
         print(base64.b64encode(data).decode())
         print(f"# k={code.k} of {code.block_size}x{code.d} coefficients; {codec.size(code)}")
         if out is not None:
-            out.write_bytes(data)
+            write_output(out, data, "out")
             print(f"# wrote {out}")
         return
     print(f"text:    {text}")
