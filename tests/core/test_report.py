@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from wavelab.core.errors import ConfigError
-from wavelab.report import PANEL_INCHES, format_x_axis, load_jobs, read_curve, report
+from wavelab.reporting.figures import PANEL_INCHES, format_x_axis
+from wavelab.reporting.jobs import load_jobs, read_curve
+from wavelab.reporting.sweep import ReportSettings, report
 
 # (model, seed) -> final val/loss of a made-up 2 x 3 sweep
 LOSSES = {
@@ -52,7 +54,7 @@ def read_csv(path):
 
 
 def test_seeds_are_summarised_as_mean_and_std_per_setting(seed_sweep, tmp_path):
-    out = report(seed_sweep, metrics=["val/loss"], out_dir=tmp_path / "out")
+    out = report(seed_sweep, ReportSettings(metrics=["val/loss"], out_dir=tmp_path / "out"))
     jobs = read_csv(out["csv"])
     assert [(j["model"], j["seed"]) for j in jobs] == [(m, str(s)) for m, s in LOSSES]
     summary = {row["model"]: row for row in read_csv(out["summary"])}
@@ -76,7 +78,9 @@ def test_seeds_are_summarised_as_mean_and_std_per_setting(seed_sweep, tmp_path):
     ],
 )
 def test_without_repeats_every_job_is_its_own_setting(seed_sweep, tmp_path, kwargs, header):
-    out = report(seed_sweep, metrics=["val/loss"], out_dir=tmp_path / "out", **kwargs)
+    out = report(
+        seed_sweep, ReportSettings(metrics=["val/loss"], out_dir=tmp_path / "out", **kwargs)
+    )
     assert "summary" not in out and "Mean and sample std" not in out["markdown"].read_text()
     assert out["markdown"].read_text().splitlines()[0] == header
 
@@ -114,16 +118,16 @@ def test_many_metrics_make_a_grid_of_at_most_four_columns(tmp_path):
     panel_w, panel_h = (100 * inches for inches in PANEL_INCHES)  # saved at 100 dpi
     assert width == 4 * panel_w  # 14 panels: 4 columns ...
     assert 4 * panel_h <= height < 5 * panel_h  # ... in 4 rows
-    assert png_size(report(sweep, columns=2)["plot"])[0] == 2 * panel_w
+    assert png_size(report(sweep, ReportSettings(columns=2))["plot"])[0] == 2 * panel_w
 
 
 def test_a_second_report_goes_beside_the_first_unless_overwrite(seed_sweep):
-    first = report(seed_sweep, metrics=["val/loss"])
+    first = report(seed_sweep, ReportSettings(metrics=["val/loss"]))
     assert first["markdown"] == seed_sweep / "report" / "report.md"
-    second = report(seed_sweep, metrics=["val/acc"])
+    second = report(seed_sweep, ReportSettings(metrics=["val/acc"]))
     assert second["markdown"] == seed_sweep / "report_2" / "report.md"
     assert "val/loss" in first["markdown"].read_text()  # the first is untouched
-    third = report(seed_sweep, metrics=["val/acc"], overwrite=True)
+    third = report(seed_sweep, ReportSettings(metrics=["val/acc"], overwrite=True))
     assert third["markdown"] == first["markdown"] and "val/acc" in third["markdown"].read_text()
     assert not (seed_sweep / "report_3").exists()
 
@@ -132,7 +136,7 @@ def test_a_truncated_metrics_json_is_skipped_with_a_warning_naming_it(seed_sweep
     broken = seed_sweep / "0" / "metrics.json"
     broken.write_text(broken.read_text()[:20])  # killed while writing it
     with caplog.at_level(logging.WARNING, logger="wavelab.report"):
-        out = report(seed_sweep, metrics=["val/loss"])
+        out = report(seed_sweep, ReportSettings(metrics=["val/loss"]))
     assert str(broken) in caplog.text
     jobs = read_csv(out["csv"])
     assert [j["job"] for j in jobs] == ["1", "2", "3", "4", "5"]
@@ -171,7 +175,7 @@ def test_learning_curves_read_each_jobs_csv_log(seed_sweep, caplog):
         rows.append("30,,0.5")
         (log_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
     with caplog.at_level(logging.WARNING, logger="wavelab.report"):
-        paths = report(seed_sweep, curves=["val/loss", "val/acc"])
+        paths = report(seed_sweep, ReportSettings(curves=["val/loss", "val/acc"]))
     assert png_size(paths["curves"])[0] > 0
     assert f"no learning curve for {seed_sweep / '0'}" in caplog.text
     job = next(j for j in load_jobs(seed_sweep) if j.dir == seed_sweep / "1")
@@ -179,4 +183,4 @@ def test_learning_curves_read_each_jobs_csv_log(seed_sweep, caplog):
     assert read_curve(job, "val/loss") == ([10.0, 20.0, 30.0], [loss + 1 / s for s in (10, 20, 30)])
     assert read_curve(job, "val/acc") == ([30.0], [0.5])
     with pytest.raises(ConfigError, match="curves=val/nope is invalid"):
-        report(seed_sweep, curves=["val/nope"], overwrite=True)
+        report(seed_sweep, ReportSettings(curves=["val/nope"], overwrite=True))

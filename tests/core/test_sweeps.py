@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers.cli import assert_clean_error
 
-from wavelab.report import report
+from wavelab.reporting.sweep import ReportSettings, report
 
 needs_submitit = pytest.mark.skipif(
     importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
@@ -128,9 +128,10 @@ def test_each_job_is_its_own_finished_wandb_run(wandb_sweep):
 
 @pytest.mark.slow
 def test_report_tables_and_plots_a_sweep(wandb_sweep, tmp_path):
-    out = report(
-        wandb_sweep, metrics=["val/loss", "val/acc"], baseline="val/loss_best", out_dir=tmp_path
+    settings = ReportSettings(
+        metrics=["val/loss", "val/acc"], baseline="val/loss_best", out_dir=tmp_path
     )
+    out = report(wandb_sweep, settings)
     lines = out["markdown"].read_text().splitlines()
     assert lines[0] == "| job | model.net.n_layer | val/loss | val/acc | val/loss_best |"
     assert len(lines) == 2 + 3
