@@ -180,13 +180,10 @@ def test_no_module_imports_an_entry_point(graph):
     assert not offenders, f"entry points imported as libraries: {offenders}"
 
 
-def test_the_format_imports_no_model_or_lightning_code():
-    tree = ast.parse((PACKAGE / "wavgpt" / "code" / "sparse_code.py").read_text())
-    names = imported_names(tree, "wavelab.wavgpt.code.sparse_code", is_package=False)
-    # Its own parts only: the value quantization and the position coding, never a model.
-    own = (
-        "wavelab.wavgpt.code.quantize",
-        "wavelab.wavgpt.code.positions",
-    )
+@pytest.mark.parametrize("path", sorted((PACKAGE / "wavgpt" / "code").glob("*.py")), ids=str)
+def test_the_format_imports_no_model_or_lightning_code(path):
+    """The byte format (wavgpt/code/) stands alone: its own parts and wavelab's errors only."""
+    names = imported_names(ast.parse(path.read_text()), module_name(path), is_package=False)
+    own = ("wavelab.wavgpt.code", "wavelab.core.errors")
     foreign = {n for n in names if n.startswith(("wavelab.", "lightning"))}
     assert not {n for n in foreign if not n.startswith(own)}, names

@@ -9,8 +9,8 @@ import torch
 from helpers.wavgpt_batches import small_config
 
 from wavelab.wavgpt.code.positions import band_bounds, encode_positions
+from wavelab.wavgpt.code.sizes import MAX_COEFFICIENTS
 from wavelab.wavgpt.code.sparse_code import (
-    MAX_COEFFICIENTS,
     SparseCode,
     code_bits,
     overhead_bytes,
@@ -48,7 +48,7 @@ def random_code(
     )
 
 
-@pytest.mark.parametrize("value_bits", [4, 8, 16, 32])
+@pytest.mark.parametrize("value_bits", [4, 8, 16])
 @pytest.mark.parametrize("value_scale", ["code", "band"])
 @pytest.mark.parametrize("k", [0, 1, 100, 3000])  # 3000 of 3072: almost dense
 def test_bytes_round_trip_exactly(value_bits, value_scale, k):
@@ -63,7 +63,10 @@ def test_bytes_round_trip_exactly(value_bits, value_scale, k):
 
 
 def test_values_are_rounded_to_the_value_width():
-    assert np.array_equal(random_code().values, random_code(value_bits=32).values.astype("f2"))
+    rng = np.random.default_rng(0)
+    rng.choice(64 * 48, size=100, replace=False)
+    exact = rng.normal(size=100) * 3  # random_code's values, before any rounding
+    assert np.array_equal(random_code().values, exact.astype("f2").astype("f4"))
     code = random_code(value_bits=4)
     assert len(np.unique(np.abs(code.values))) <= 8  # 0 and 7 levels of one scale
     assert code.scales[0] >= np.abs(code.values).max()  # nothing clipped

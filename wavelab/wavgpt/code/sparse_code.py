@@ -47,8 +47,6 @@ same per-code overhead, ``overhead_bytes``.
 
 from __future__ import annotations
 
-import math
-import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,162 +60,35 @@ from wavelab.wavgpt.code.positions import (
     check_levels,
     decode_positions,
     encode_positions,
-    position_bits,
 )
-from wavelab.wavgpt.code.quantize import (
-    SCALE_BITS,
-    VALUE_BITS,
-    dequantize,
-    fp16_ceil,
-    int_levels,
-    quantize,
+from wavelab.wavgpt.code.quantize import SCALE_BITS, VALUE_BITS, fp16_ceil
+from wavelab.wavgpt.code.sizes import (
+    COMPRESSOR_FINGERPRINT_BYTES,
+    CRC,
+    HEADER,
+    as_numpy,
+    check_length_and_crc,
+    check_shape,
+    code_bits,
+    overhead_bytes,
+    scale_count,
+    sent_bits,
+    value_bytes,
 )
+from wavelab.wavgpt.code.values import (
+    FP16_MAX,
+    dequantized,
+    quantized,
+    values_from_bytes,
+    values_to_bytes,
+)
+
+__all__ = ["SparseCode", "code_bits", "overhead_bytes", "scale_count", "sent_bits"]
 
 MAGIC = b"WAVC"
 VERSION = 3
-COMPRESSOR_FINGERPRINT_BYTES = 8
-_HEADER = struct.Struct(f"<4sBBBBBHHHII{COMPRESSOR_FINGERPRINT_BYTES}s")
-_CRC = struct.Struct("<I")
-# Dense (T, d) arrays of a code are at most this big; see the module docstring.
-MAX_COEFFICIENTS = 2**24
 VALUE_SCALES = ("code", "band")
-FP16_MAX = 65504.0
 _BAND_SCALES_FLAG = 0b1
-_MAX_U16 = 2**16 - 1
-
-
-def overhead_bytes(encoder_fingerprint_bytes: int) -> int:
-    """Bytes every code carries besides scales, positions and values: header (compressor
-    fingerprint included), encoder fingerprint and checksum."""
-    return _HEADER.size + encoder_fingerprint_bytes + _CRC.size
-
-
-def scale_count(value_bits: int, value_scale: str, levels: int) -> int:
-    """How many fp16 scales a code sends: none for float values, else one per code or band."""
-    if value_bits >= 16:
-        return 0
-    return levels + 1 if value_scale == "band" else 1
-
-
-def value_bytes(k: int | np.ndarray, value_bits: int) -> int | np.ndarray:
-    return -(-k * value_bits // 8)
-
-
-def check_shape(block_size: int, d: int) -> None:
-    """Raises ValueError unless a (block_size, d) code fits the format."""
-    for name, value in (("block_size", block_size), ("d", d)):
-        if not 1 <= value <= _MAX_U16:
-            raise ValueError(f"{name}={value} is invalid: must be in [1, {_MAX_U16}]")
-    if block_size * d > MAX_COEFFICIENTS:
-        raise ValueError(
-            f"code shape block_size={block_size} x d={d} = {block_size * d} coefficients is "
-            f"invalid: a WavGPT code holds at most {MAX_COEFFICIENTS} (2^24)"
-        )
-
-
-def check_length_and_crc(data: bytes, expected: int) -> None:
-    """The length the header describes, then the CRC32 (the last 4 bytes) of every byte before
-    it. Raises ValueError."""
-    if len(data) != expected:
-        raise ValueError(
-            f"WavGPT code length mismatch: the header describes {expected} bytes, got "
-            f"{len(data)} (truncated, trailing bytes or corrupt header)"
-        )
-    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
-    if crc != zlib.crc32(data[: -_CRC.size]):
-        raise ValueError("WavGPT code checksum mismatch: the bytes are corrupt")
-
-
-def _values_to_bytes(values: np.ndarray, value_bits: int, scale: np.ndarray | None) -> bytes:
-    """k values (already exact at value_bits) -> their bytes; scale (k,) for the integer widths."""
-    if value_bits == 16:
-        return values.astype("<f2").tobytes()
-    q = _quantized(values, value_bits, scale)
-    if value_bits == 8:
-        return q.astype(np.int8).tobytes()
-    nibbles = np.zeros(len(q) + len(q) % 2, dtype=np.uint8)  # an even count: whole bytes
-    nibbles[: len(q)] = q & 0xF
-    return ((nibbles[0::2] << 4) | nibbles[1::2]).tobytes()
-
-
-def _values_from_bytes(
-    data: bytes, k: int, value_bits: int, scale: np.ndarray | None
-) -> np.ndarray:
-    """Inverse of ``_values_to_bytes``; ValueError for non-finite floats or out-of-range ints."""
-    if value_bits >= 16:
-        values = np.frombuffer(data, "<f2").astype(np.float32)
-        if not np.isfinite(values).all():
-            raise ValueError("corrupt WavGPT code: non-finite values")
-        return values
-    if value_bits == 8:
-        q = np.frombuffer(data, np.int8).astype(np.int64)
-    else:
-        raw = np.frombuffer(data, np.uint8)
-        nibbles = np.stack([raw >> 4, raw & 0xF], axis=1).reshape(-1)[:k].astype(np.int64)
-        q = np.where(nibbles >= 8, nibbles - 16, nibbles)
-    if np.any(np.abs(q) > int_levels(value_bits)):
-        raise ValueError(
-            f"corrupt WavGPT code: {value_bits}-bit values outside "
-            f"[-{int_levels(value_bits)}, {int_levels(value_bits)}]"
-        )
-    return _dequantized(q, value_bits, scale)
-
-
-def _quantized(values: np.ndarray, value_bits: int, scale: np.ndarray) -> np.ndarray:
-    return quantize(torch.from_numpy(values), value_bits, torch.from_numpy(scale)).numpy()
-
-
-def _dequantized(q: np.ndarray, value_bits: int, scale: np.ndarray) -> np.ndarray:
-    # the same torch float32 ops as wavelab.wavgpt.code.quantize.round_values, so a code decodes to exactly
-    # what training's fake_quantize gave
-    return dequantize(torch.from_numpy(q), value_bits, torch.from_numpy(scale)).numpy()
-
-
-def code_bits(
-    k: int | Tensor,
-    T: int,
-    d: int,
-    value_bits: int = 16,
-    header_bits: int = 0,
-    n_scales: int = 0,
-) -> float | Tensor:
-    """Ideal size of a code in bits: header + log2 C(T * d, k) for the positions + k values +
-    ``n_scales`` fp16 scales (``scale_count``).
-
-    Accepts a tensor of per-sample k (for training metrics) and then returns a float64 tensor.
-    """
-    n = T * d
-    if isinstance(k, Tensor):
-        kf = k.double()
-        log_choose = (
-            torch.lgamma(torch.tensor(n + 1.0, dtype=torch.float64))
-            - torch.lgamma(kf + 1)
-            - torch.lgamma(n - kf + 1)
-        )
-    else:
-        kf = float(k)
-        log_choose = math.lgamma(n + 1) - math.lgamma(kf + 1) - math.lgamma(n - kf + 1)
-    return header_bits + log_choose / math.log(2) + kf * value_bits + n_scales * SCALE_BITS
-
-
-def sent_bits(
-    keep: Tensor | np.ndarray,
-    levels: int,
-    value_bits: int,
-    value_scale: str,
-    encoder_fingerprint_bytes: int,
-) -> Tensor:
-    """(B,) float64: exactly ``8 * len(SparseCode.to_bytes())`` of each code of a (B, T, d) keep
-    mask, without building the codes (vectorised over coefficients, one pass per band). The
-    values, n_tokens and fingerprints do not change a code's size, only their widths do."""
-    keep = _as_numpy(keep).astype(bool)
-    B, T, d = keep.shape
-    k = keep.reshape(B, -1).sum(1)
-    fixed = overhead_bytes(encoder_fingerprint_bytes)
-    fixed += scale_count(value_bits, value_scale, levels) * SCALE_BITS // 8
-    position = position_bits(keep.reshape(B, -1), band_bounds(T, d, levels))
-    total = 8 * (fixed + value_bytes(k, value_bits)) + position
-    return torch.from_numpy(total.astype(np.float64))
 
 
 @dataclass(eq=False)
@@ -329,7 +200,7 @@ class SparseCode:
         if self.value_bits == 16:
             return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16).astype(np.float32)
         scale = self._value_scales()
-        return _dequantized(_quantized(values, self.value_bits, scale), self.value_bits, scale)
+        return dequantized(quantized(values, self.value_bits, scale), self.value_bits, scale)
 
     def _header_fields(self) -> tuple:
         return (
@@ -369,7 +240,7 @@ class SparseCode:
         scales: Tensor | np.ndarray | None = None,
     ) -> SparseCode:
         """coeffs (T, d) and a (T, d) keep mask -> the code of the kept coefficients."""
-        coeffs, keep = _as_numpy(coeffs), _as_numpy(keep).astype(bool)
+        coeffs, keep = as_numpy(coeffs), as_numpy(keep).astype(bool)
         if coeffs.ndim != 2 or keep.shape != coeffs.shape:
             raise ValueError(
                 f"expected (T, d) coeffs and keep mask, got {coeffs.shape} and {keep.shape}"
@@ -377,7 +248,7 @@ class SparseCode:
         positions = np.flatnonzero(keep)
         T, d = coeffs.shape
         values = coeffs.reshape(-1)[positions]
-        scales = None if scales is None else _as_numpy(scales)
+        scales = None if scales is None else as_numpy(scales)
         return cls(
             T,
             d,
@@ -403,9 +274,9 @@ class SparseCode:
     ) -> list[SparseCode]:
         """coeffs (B, T, d), keep (B, T, d), n_tokens (B,), scales (B, G) or None -> B codes
         (one loop over B only); ``header``: ``from_dense``'s keywords, the same for every code."""
-        coeffs, keep = _as_numpy(coeffs), _as_numpy(keep)
-        n_tokens = _as_numpy(n_tokens).astype(np.int64)
-        per_code = [None] * len(coeffs) if scales is None else _as_numpy(scales)
+        coeffs, keep = as_numpy(coeffs), as_numpy(keep)
+        n_tokens = as_numpy(n_tokens).astype(np.int64)
+        per_code = [None] * len(coeffs) if scales is None else as_numpy(scales)
         return [
             cls.from_dense(c, m, int(n), scales=s, **header)
             for c, m, n, s in zip(coeffs, keep, n_tokens, per_code, strict=True)
@@ -445,7 +316,7 @@ class SparseCode:
     def to_bytes(self) -> bytes:
         positions = encode_positions(self.positions, self._bounds())
         flags = _BAND_SCALES_FLAG if self.value_scale == "band" else 0
-        header = _HEADER.pack(
+        header = HEADER.pack(
             MAGIC,
             VERSION,
             self.value_bits,
@@ -465,10 +336,10 @@ class SparseCode:
                 self.fingerprint,
                 self.scales.astype("<f2").tobytes(),
                 positions,
-                _values_to_bytes(self.values, self.value_bits, self._value_scales()),
+                values_to_bytes(self.values, self.value_bits, self._value_scales()),
             ]
         )
-        return body + _CRC.pack(zlib.crc32(body))
+        return body + CRC.pack(zlib.crc32(body))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SparseCode:
@@ -489,7 +360,7 @@ class SparseCode:
             raise ValueError(
                 f"truncated WavGPT code: {len(data)} bytes, at least {overhead_bytes(0)} needed"
             )
-        fields = _HEADER.unpack_from(data)
+        fields = HEADER.unpack_from(data)
         _, _, value_bits, flags, levels, fp_len, T, d, n_tokens, k, position_bytes = fields[:11]
         compressor = fields[11]
         check_shape(T, d)
@@ -509,7 +380,7 @@ class SparseCode:
             + value_bytes(k, value_bits)
         )
         check_length_and_crc(data, expected)
-        offset = _HEADER.size
+        offset = HEADER.size
         fingerprint = data[offset : offset + fp_len]
         offset += fp_len
         scales = np.frombuffer(data, "<f2", n_scales, offset).astype(np.float32)
@@ -533,12 +404,5 @@ class SparseCode:
             scales,
         )
         raw = data[offset : offset + value_bytes(k, value_bits)]
-        code.values = _values_from_bytes(raw, k, value_bits, code._value_scales())
+        code.values = values_from_bytes(raw, k, value_bits, code._value_scales())
         return code
-
-
-def _as_numpy(x: Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
-    if isinstance(x, Tensor):
-        x = x.detach().cpu()
-        return (x.float() if x.is_floating_point() else x).numpy()
-    return np.asarray(x)
