@@ -1,0 +1,1 @@
+"""Lightning callbacks every model can use."""

@@ -1,0 +1,1 @@
+"""Text data every model can use: corpora, streaming preparation, token caches, DataLoaders."""

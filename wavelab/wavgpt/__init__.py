@@ -1,0 +1,1 @@
+"""WavGPT: decodable wavelet embeddings of a frozen encoder (``model=wavgpt``)."""

@@ -1,0 +1,1 @@
+"""WavGPT's benchmarks (``python -m wavelab.bench wavgpt|codec``)."""
