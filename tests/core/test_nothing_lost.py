@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from helpers.small import LM_SMALL
@@ -160,7 +161,9 @@ DIVERGING_GPT = (
 )
 
 
-def test_nan_loss_stops_with_exit_3_and_leaves_only_finite_checkpoints(entry, corpus_file):
+@pytest.mark.parametrize("every", [1, 3])
+def test_nan_loss_stops_with_exit_3_and_leaves_only_finite_checkpoints(entry, corpus_file, every):
+    """Also when FiniteGuard reads the loss only every few steps, to spare the device waits."""
     result = entry(
         "run",
         *LM_SMALL,
@@ -168,6 +171,7 @@ def test_nan_loss_stops_with_exit_3_and_leaves_only_finite_checkpoints(entry, co
         *DIVERGING_GPT,
         "model.optimizer.lr=300",
         "trainer.val_check_interval=2",
+        f"callbacks.finite_guard.check_every_n_steps={every}",
     )
     out = result.stdout + result.stderr
     assert result.returncode == DIVERGED_EXIT, out[-3000:]

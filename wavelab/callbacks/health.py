@@ -29,7 +29,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from wavelab.core.errors import TrainingDiverged
+from wavelab.core.errors import ConfigError, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +43,56 @@ LIKELY_CAUSES = (
 
 
 class FiniteGuard(L.Callback):
-    """Checks every training loss before its backward pass, the monitored validation metric
-    after each validation, and the weights before every checkpoint save."""
+    """Checks the training losses before their backward passes, the monitored validation metric
+    after each validation, and the weights before every checkpoint save.
 
-    def __init__(self, monitor: str = "val/loss"):
+    Reading a loss's finiteness on the host waits for the device. ``check_every_n_steps`` = 1
+    (the default) reads it every step, so a bad loss is never stepped on. At N > 1 each step
+    only folds its loss into a flag on the device, read every N steps and before every
+    validation: no sync in between, and a run that diverges stops up to N - 1 steps late, its
+    weights already bad; the checkpoint check still keeps them out of best and last.ckpt.
+    """
+
+    def __init__(self, monitor: str = "val/loss", check_every_n_steps: int = 1):
+        if isinstance(check_every_n_steps, bool) or not (
+            isinstance(check_every_n_steps, int) and check_every_n_steps >= 1
+        ):
+            raise ConfigError(
+                f"callbacks.finite_guard.check_every_n_steps={check_every_n_steps!r} is invalid: "
+                "need a whole number >= 1"
+            )
         self.monitor = monitor
+        self.check_every_n_steps = check_every_n_steps
+        self._finite: torch.Tensor | None = None  # every loss since the last read was finite
+        self._first_bad: torch.Tensor | None = None  # the first non-finite loss since then
 
     def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss).all():
-            raise TrainingDiverged(
-                f"training diverged: the training loss is {loss.item()} at step "
-                f"{trainer.global_step}, so the run stopped before stepping on it; "
-                f"{LIKELY_CAUSES}"
-            )
+        loss = loss.detach()
+        finite = torch.isfinite(loss).all()
+        if self._finite is None:  # the first loss since the last read
+            self._finite, self._first_bad = finite, loss
+        else:  # device ops only: the first bad loss is kept, the flag folds in this one
+            self._first_bad = torch.where(self._finite & ~finite, loss, self._first_bad)
+            self._finite = self._finite & finite
+        if (trainer.global_step + 1) % self.check_every_n_steps == 0:
+            self._read(trainer)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._read(trainer)
+
+    def _read(self, trainer) -> None:
+        """The one host sync: raises if a loss since the last read was not finite."""
+        if self._finite is None or bool(self._finite):
+            self._finite = None
+            return
+        bad, n = float(self._first_bad), self.check_every_n_steps
+        self._finite = None
+        read = f" (read every {n} steps)" if n > 1 else ""
+        stopped = "before stepping on it" if n == 1 else "without saving its weights"
+        raise TrainingDiverged(
+            f"training diverged: the training loss is {bad} at step {trainer.global_step}{read}, "
+            f"so the run stopped {stopped}; {LIKELY_CAUSES}"
+        )
 
     def on_validation_end(self, trainer, pl_module) -> None:
         value = trainer.callback_metrics.get(self.monitor)
