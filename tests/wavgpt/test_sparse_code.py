@@ -227,7 +227,7 @@ def test_codes_from_the_core_decode_to_what_training_decoded(value_bits, value_s
         out.code.keep,
         mask.sum(1),
         scales,
-        fingerprint="00ff",
+        encoder_fingerprint="00ff",
         value_bits=value_bits,
         compressor="0011223344556677",
         value_scale=value_scale,

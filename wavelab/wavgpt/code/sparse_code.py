@@ -108,7 +108,7 @@ class SparseCode:
     n_tokens: int
     positions: np.ndarray
     values: np.ndarray
-    fingerprint: bytes = b""  # of the frozen encoder
+    encoder_fingerprint: bytes = b""  # of the frozen encoder whose states were coded
     value_bits: int = 16
     compressor: bytes = bytes(COMPRESSOR_FINGERPRINT_BYTES)  # of the trained core
     value_scale: str = "code"
@@ -130,10 +130,10 @@ class SparseCode:
             raise ValueError(
                 f"n_tokens={self.n_tokens} is invalid: must be in [0, {self.block_size}]"
             )
-        if isinstance(self.fingerprint, str):
-            self.fingerprint = bytes.fromhex(self.fingerprint)
-        if len(self.fingerprint) > 255:
-            raise ValueError(f"fingerprint has {len(self.fingerprint)} bytes: at most 255 allowed")
+        if isinstance(self.encoder_fingerprint, str):
+            self.encoder_fingerprint = bytes.fromhex(self.encoder_fingerprint)
+        if len(self.encoder_fingerprint) > 255:
+            raise ValueError(f"encoder_fingerprint has {len(self.encoder_fingerprint)} bytes: at most 255 allowed")
         if isinstance(self.compressor, str):
             self.compressor = bytes.fromhex(self.compressor)
         if len(self.compressor) != COMPRESSOR_FINGERPRINT_BYTES:
@@ -163,8 +163,8 @@ class SparseCode:
         return len(self.positions)
 
     @property
-    def fingerprint_hex(self) -> str:
-        return self.fingerprint.hex()
+    def encoder_fingerprint_hex(self) -> str:
+        return self.encoder_fingerprint.hex()
 
     def _groups(self) -> np.ndarray:
         """(k,) the scale group of each value: 0, or its band with per-band scales."""
@@ -207,7 +207,7 @@ class SparseCode:
             self.block_size,
             self.d,
             self.n_tokens,
-            self.fingerprint,
+            self.encoder_fingerprint,
             self.value_bits,
             self.compressor,
             self.value_scale,
@@ -232,7 +232,7 @@ class SparseCode:
         coeffs: Tensor | np.ndarray,
         keep: Tensor | np.ndarray,
         n_tokens: int,
-        fingerprint: bytes | str = b"",
+        encoder_fingerprint: bytes | str = b"",
         value_bits: int = 16,
         compressor: bytes | str = bytes(COMPRESSOR_FINGERPRINT_BYTES),
         value_scale: str = "code",
@@ -255,7 +255,7 @@ class SparseCode:
             n_tokens,
             positions,
             values,
-            fingerprint,
+            encoder_fingerprint,
             value_bits,
             compressor,
             value_scale,
@@ -322,7 +322,7 @@ class SparseCode:
             self.value_bits,
             flags,
             self.levels,
-            len(self.fingerprint),
+            len(self.encoder_fingerprint),
             self.block_size,
             self.d,
             self.n_tokens,
@@ -333,7 +333,7 @@ class SparseCode:
         body = b"".join(
             [
                 header,
-                self.fingerprint,
+                self.encoder_fingerprint,
                 self.scales.astype("<f2").tobytes(),
                 positions,
                 values_to_bytes(self.values, self.value_bits, self._value_scales()),
@@ -381,7 +381,7 @@ class SparseCode:
         )
         check_length_and_crc(data, expected)
         offset = HEADER.size
-        fingerprint = data[offset : offset + fp_len]
+        encoder_fingerprint = data[offset : offset + fp_len]
         offset += fp_len
         scales = np.frombuffer(data, "<f2", n_scales, offset).astype(np.float32)
         if not np.isfinite(scales).all() or np.any(scales < 0):
@@ -396,7 +396,7 @@ class SparseCode:
             n_tokens,
             positions,
             np.zeros(k, np.float32),
-            fingerprint,
+            encoder_fingerprint,
             value_bits,
             compressor,
             value_scale,

@@ -80,7 +80,7 @@ class WavGPTCodec:
         self.batch_size = batch_size
         self.block_size = module.cfg.block_size
         self.d = module.encoder.d
-        self.fingerprint = bytes.fromhex(module.encoder.fingerprint)
+        self.encoder_fingerprint = bytes.fromhex(module.encoder.fingerprint)
         self.compressor = bytes.fromhex(weights_fingerprint(module.core))
 
     @classmethod
@@ -149,7 +149,7 @@ class WavGPTCodec:
             code.keep,
             attention_mask.sum(1),
             code.scales,
-            fingerprint=self.fingerprint,
+            encoder_fingerprint=self.encoder_fingerprint,
             value_bits=cfg.value_bits,
             compressor=self.compressor,
             value_scale=cfg.value_scale,
@@ -160,10 +160,10 @@ class WavGPTCodec:
 
     def check(self, code: SparseCode) -> None:
         """Raises ValueError unless this checkpoint can decode ``code``."""
-        if code.fingerprint != self.fingerprint:
+        if code.encoder_fingerprint != self.encoder_fingerprint:
             raise ValueError(
-                f"this code was made with encoder fingerprint {code.fingerprint_hex or '(none)'}, "
-                f"but this checkpoint's encoder has {self.fingerprint.hex()}: decode it with the "
+                f"this code was made with encoder fingerprint {code.encoder_fingerprint_hex or '(none)'}, "
+                f"but this checkpoint's encoder has {self.encoder_fingerprint.hex()}: decode it with the "
                 "checkpoint that encoded it"
             )
         if (code.block_size, code.d) != (self.block_size, self.d):
@@ -268,7 +268,7 @@ class WavGPTCodec:
     def size(self, code: SparseCode) -> CodeSize:
         bits = code.bits()
         n = max(code.n_tokens, 1)
-        header = 8 * overhead_bytes(len(code.fingerprint))
+        header = 8 * overhead_bytes(len(code.encoder_fingerprint))
         n_scales = scale_count(code.value_bits, code.value_scale, code.levels)
         ideal = code_bits(code.k, code.block_size, code.d, code.value_bits, header, n_scales)
         ids_bits = n * math.log2(self.module.encoder.vocab_size)
