@@ -8,8 +8,6 @@ file. The kill delays come from a seeded generator, so a failure can be replayed
 
 from __future__ import annotations
 
-import collections
-import csv
 import json
 import os
 import random
@@ -22,6 +20,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from helpers.run_files import assert_same_weights_and_rows
 
 import wavelab.run
 from wavelab.callbacks.health import SIGTERM_EXIT
@@ -88,26 +87,8 @@ def temp_files(run: Path) -> list[Path]:
     return [p for p in run.rglob("*") if ".tmp" in p.name]
 
 
-def csv_rows(run: Path) -> collections.Counter:
-    with open(run / "csv" / "metrics.csv", newline="") as f:
-        return collections.Counter(
-            tuple(sorted((k, v) for k, v in row.items() if v != "")) for row in csv.DictReader(f)
-        )
-
-
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    return ckpt["state_dict"]
-
-
 def assert_same_run(run: Path, reference: Path) -> None:
-    got, want = weights(run), weights(reference)
-    assert got.keys() == want.keys()
-    for key in want:
-        assert torch.equal(got[key], want[key]), key
-    rows, want_rows = csv_rows(run), csv_rows(reference)
-    assert max(rows.values()) == 1, "a metrics.csv row appears twice"
-    assert rows == want_rows, f"missing: {want_rows - rows}\nextra: {rows - want_rows}"
+    assert_same_weights_and_rows(run, reference)
     assert temp_files(run) == []
     final = json.loads((run / "metrics.json").read_text())
     assert final["final"] == json.loads((reference / "metrics.json").read_text())["final"]

@@ -7,8 +7,6 @@ starts a two-node cluster and fails if any of them is skipped.
 
 from __future__ import annotations
 
-import collections
-import csv
 import json
 import re
 import signal
@@ -18,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from helpers.cli import assert_clean_error
+from helpers.run_files import assert_same_weights_and_rows, csv_rows
 from helpers.small import LM_SMALL, TRAINER_SMALL
 
 pytestmark = [
@@ -77,18 +75,6 @@ def slurm_jobs(sweep: Path) -> dict[str, dict[str, str]]:
             task = fields.get("ArrayTaskId")
             jobs[f"{fields['ArrayJobId']}_{task}" if task else fields["JobId"]] = fields
     return jobs
-
-
-def csv_rows(run_dir: Path) -> collections.Counter:
-    with open(run_dir / "csv" / "metrics.csv", newline="") as f:
-        return collections.Counter(
-            tuple(sorted((k, v) for k, v in row.items() if v != "")) for row in csv.DictReader(f)
-        )
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    path = run_dir / "checkpoints" / "last.ckpt"
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def final(run_dir: Path) -> dict:
@@ -247,11 +233,5 @@ def test_preemption_requeues_and_continues_exactly(entry, corpus_file, train_cli
 
     train_cli(["trainer.accelerator=cpu", "model.net.n_layer=1", *REQUEUE], tmp_path)
     (reference,) = (tmp_path / "logs/train/runs").iterdir()
-    got, want = weights(job_dir), weights(reference)
-    assert got.keys() == want.keys()
-    for key in want:
-        assert torch.equal(got[key], want[key]), key
-    rows, want_rows = csv_rows(job_dir), csv_rows(reference)
-    assert max(rows.values()) == 1, "a metrics.csv row appears twice"
-    assert rows == want_rows, f"missing: {want_rows - rows}\nextra: {rows - want_rows}"
+    assert_same_weights_and_rows(job_dir, reference)
     assert final(job_dir) == final(reference)

@@ -32,7 +32,9 @@ def codec(ckpt):
 def test_encode_bytes_decode_round_trip(codec):
     codes = codec.encode(TEXTS)
     assert [c.n_tokens for c in codes] == [len(codec.tokenizer.tokenize(t)) + 2 for t in TEXTS]
-    assert all(c.encoder_fingerprint == codec.encoder_fingerprint and c.value_bits == 16 for c in codes)
+    assert all(
+        c.encoder_fingerprint == codec.encoder_fingerprint and c.value_bits == 16 for c in codes
+    )
     data = [c.to_bytes() for c in codes]
     assert [SparseCode.from_bytes(b) for b in data] == codes
     assert codec.decode(data) == codec.decode(codes)
@@ -103,7 +105,10 @@ def other_ckpt(tiny_encoder_dir, tmp_path_factory):
 
 def test_a_code_from_another_checkpoint_with_the_same_encoder_is_refused(codec, other_ckpt):
     other = WavGPTCodec.from_checkpoint(other_ckpt)
-    assert other.encoder_fingerprint == codec.encoder_fingerprint and other.compressor != codec.compressor
+    assert (
+        other.encoder_fingerprint == codec.encoder_fingerprint
+        and other.compressor != codec.compressor
+    )
     (code,) = other.encode(TEXTS[:1])
     assert code.compressor == other.compressor
     message = f"compressor fingerprint {other.compressor.hex()}, but .* {codec.compressor.hex()}"
@@ -129,7 +134,14 @@ def test_training_counts_the_overhead_the_format_sends(codec):
     fingerprint_bytes = codec.module.fingerprint_bytes()
     trained = float(codec.module.core.bits(out.code, fingerprint_bytes)[0])
     empty = SparseCode(
-        code.block_size, code.d, 1, np.array([], int), [], code.encoder_fingerprint, 16, code.compressor
+        code.block_size,
+        code.d,
+        1,
+        np.array([], int),
+        [],
+        code.encoder_fingerprint,
+        16,
+        code.compressor,
     )
     position_prefix = 1  # the empty code's position stream: one Rice parameter
     assert trained - payload == pytest.approx(8 * (len(empty.to_bytes()) - position_prefix))

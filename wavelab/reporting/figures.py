@@ -61,6 +61,18 @@ def panel_grid(plt, n_panels: int, columns: int, title_inches: float, sharex: bo
     return fig, axes, ncols
 
 
+def figure_legend(fig, legend: dict, columns: int) -> None:
+    """One legend above all panels (label -> handle), at most ``columns`` entries a row."""
+    if legend:
+        fig.legend(
+            list(legend.values()),
+            list(legend),
+            loc="outside upper center",
+            ncols=min(len(legend), columns),
+            fontsize="small",
+        )
+
+
 def plot(
     jobs: list[Job],
     x_key: str,
@@ -135,14 +147,7 @@ def plot(
         elif i + ncols >= len(metrics):  # nothing below this panel: it shows its own x ticks
             ax.xaxis.set_tick_params(labelbottom=True)
     fig.supxlabel(f"{x_key}    ({which} metrics of {len(jobs)} jobs)")
-    if legend:
-        fig.legend(
-            list(legend.values()),
-            list(legend),
-            loc="outside upper center",
-            ncols=min(len(legend), 3),
-            fontsize="small",
-        )
+    figure_legend(fig, legend, columns=3)
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
@@ -249,13 +254,7 @@ def frontier(jobs: list[Job], settings: list[str], o: ReportSettings, out: Path)
     for ax in axes.ravel()[len(metrics) :]:
         ax.remove()
     fig.supxlabel(f"{x} (log scale)    ({which} metrics of {len(jobs)} jobs)")
-    fig.legend(
-        list(legend.values()),
-        list(legend),
-        loc="outside upper center",
-        ncols=min(len(legend), 4),
-        fontsize="small",
-    )
+    figure_legend(fig, legend, columns=4)
     paths["plot"] = out / "report.png"
     fig.savefig(paths["plot"], dpi=100)
     plt.close(fig)
