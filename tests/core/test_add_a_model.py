@@ -23,6 +23,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from wavelab.core.optim import plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
 from wavelab.data.tokenizers import tokenizer_from_dict
@@ -38,7 +39,8 @@ class BigramModule(RecordsItsClass, L.LightningModule):
 
     def __init__(self, lr: float, tokenizer: dict):
         super().__init__()
-        self.save_hyperparameters()
+        tokenizer = plain(tokenizer)  # Hydra passes a config node; checkpoints hold plain types
+        self.save_hyperparameters({"lr": lr, "tokenizer": tokenizer})
         self.tokenizer = tokenizer_from_dict(tokenizer)
         vocab = self.tokenizer.vocab_size
         self.table = torch.nn.Embedding(vocab, vocab)

@@ -188,6 +188,5 @@ def test_wavgpt_defaults_have_one_source():
 
     shipped = OmegaConf.load(Path(CONFIG_DIR) / "model" / "wavgpt.yaml")
     for field in dataclasses.fields(WavGPTConfig):
-        value = shipped[field.name]
         if not OmegaConf.is_interpolation(shipped, field.name):
-            assert value == field.default, (field.name, value, field.default)
+            assert shipped[field.name] == field.default, (field.name, field.default)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers.cli import REPO, assert_clean_error
+from helpers.cli import REPO, Entry, assert_clean_error
 from helpers.small import WAVGPT_SMALL
 from helpers.wavgpt_batches import tiny_batch, tiny_encoder
 
@@ -203,8 +203,9 @@ BASE = [
 
 
 def test_the_seed_setup_refuses_an_oversized_cache_or_goes_live(
-    entry, tiny_encoder_dir, corpus_file
+    entry, tiny_encoder_dir, corpus_file, tmp_path
 ):
+    entry = Entry(entry.cwd, tmp_path / "own_cache")  # no other test's teacher cache in it
     seed_like = [
         "experiment=wavgpt_seed_setup",
         *BASE,

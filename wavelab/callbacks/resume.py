@@ -75,6 +75,8 @@ class ResumeInPlace(L.Callback):
             if pattern is not None:
                 patterns.setdefault(Path(cb.dirpath).resolve(), []).append(pattern)
         for folder, folder_patterns in patterns.items():
+            if not folder.is_dir():  # resumed from a checkpoint elsewhere: nothing saved here yet
+                continue
             for path in folder.iterdir():
                 if path.resolve() in tracked or not path.is_file():
                     continue

@@ -6,7 +6,7 @@ exact tokenizer it was trained with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import numpy as np
@@ -143,9 +143,10 @@ def train_tokenizer(kind: str, text: str, bpe_vocab_size: int) -> TextTokenizer:
     return BPETokenizer.train(text, bpe_vocab_size)
 
 
-def tokenizer_from_dict(d: dict) -> TextTokenizer:
-    """The tokenizer of a ``to_dict()``; ValueError saying what is wrong with a damaged one."""
-    kind = d.get("kind") if isinstance(d, dict) else None
+def tokenizer_from_dict(d: Mapping) -> TextTokenizer:
+    """The tokenizer of a ``to_dict()`` (a dict, or the config node Hydra passes it as);
+    ValueError saying what is wrong with a damaged one."""
+    kind = d.get("kind") if isinstance(d, Mapping) else None
     if kind == "char" and isinstance(d.get("chars"), str):
         return CharTokenizer(d["chars"])
     if kind == "bpe" and isinstance(d.get("json"), str):

@@ -133,7 +133,9 @@ class SparseCode:
         if isinstance(self.encoder_fingerprint, str):
             self.encoder_fingerprint = bytes.fromhex(self.encoder_fingerprint)
         if len(self.encoder_fingerprint) > 255:
-            raise ValueError(f"encoder_fingerprint has {len(self.encoder_fingerprint)} bytes: at most 255 allowed")
+            raise ValueError(
+                f"encoder_fingerprint has {len(self.encoder_fingerprint)} bytes: at most 255 allowed"
+            )
         if isinstance(self.compressor, str):
             self.compressor = bytes.fromhex(self.compressor)
         if len(self.compressor) != COMPRESSOR_FINGERPRINT_BYTES:
