@@ -5,6 +5,7 @@ jobs at once."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -293,3 +294,26 @@ def test_a_cached_run_trains_through_the_real_config_and_k_above_the_vocabulary_
     assert_clean_error(bad, "model.kd_top_k=1000")
     full = entry("run", *args, "model.kd=full", "data.teacher_cache=true")
     assert_clean_error(full, "model.kd=full", "data.teacher_cache=false")
+
+
+def test_sigterm_during_a_build_says_so_and_leaves_no_partial_files(tmp_path):
+    script = BUILD.format(tests=str(REPO / "tests"), root=str(tmp_path))
+    job = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = job.stdout.readline()  # the first split is filled; the build sleeps after it
+        assert first.startswith("FILLED"), first + job.stderr.read()[-3000:]
+        job.send_signal(signal.SIGTERM)
+        _, err = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), err[-3000:]
+    assert "teacher cache build stopped by SIGTERM" in err, err[-3000:]
+    leftovers = [p for p in (tmp_path / "teacher").iterdir() if not p.name.endswith(".lock")]
+    assert leftovers == [], leftovers

@@ -21,7 +21,7 @@ from wavelab.core.errors import ConfigError
 from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
-from wavelab.wavgpt.baselines import build_coder
+from wavelab.wavgpt.baselines import CODER_CLASSES, build_coder
 from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
 from wavelab.wavgpt.code.text_rates import reference_bits_per_token
 from wavelab.wavgpt.coding import WavGPTOutput
@@ -72,6 +72,25 @@ def check_config(cfg: DictConfig) -> None:
     check_number(cfg, "model.keep_ratio")  # its range is WavGPTConfig's to check
     check_value_bits(cfg.model.value_bits)
     check_value_scale(cfg.model.get("value_scale", "code"))
+    check_something_trains(cfg.model)
+
+
+def check_something_trains(model: DictConfig) -> None:
+    """The encoder and head are frozen: a coder with no learned part and no refiner would give
+    the optimizer nothing, and the first backward pass a torch error."""
+    coder = CODER_CLASSES.get(model.get("coder", "wavelet"))
+    if coder is None:
+        return  # an unknown coder: WavGPTConfig names it and the allowed ones
+    learned = {"model.refine": model.get("refine", True)}
+    if coder.has_bands:  # the wavelet code's own learned parts
+        learned["model.learnable_lifting"] = model.get("learnable_lifting", True)
+        learned["model.filter_learned"] = model.get("filter_learned", True)
+    if not any(learned.values()):
+        given = ", ".join(f"{key}=false" for key in learned)
+        raise ConfigError(
+            f"model.coder={model.get('coder', 'wavelet')} with {given} leaves nothing to train "
+            "(the encoder and its head are frozen): set one of them to true"
+        )
 
 
 def training_flops_per_token(module: WavGPTModule) -> float:

@@ -243,8 +243,11 @@ def _build(
     max_gb: float,
 ) -> dict:
     tmp = entry.with_name(f".{entry.name}.tmp{os.getpid()}")
+    def remove_partial_files() -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
     try:
-        with guard.terminable():
+        with guard.terminable(remove_partial_files):
             for h_dtype in ("float16", "float32"):
                 check_size(entry, splits, encoder, key.top_k, max_gb, h_dtype)
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -273,7 +276,7 @@ def _build(
             atomic.write_text(tmp / "meta.json", json.dumps(meta, indent=1))
             tmp.rename(entry)  # the entry appears complete, or not at all
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # what a failed or stopped build wrote
+        remove_partial_files()  # what a failed build wrote
     _VERIFIED.add(entry)
     return meta
 

@@ -133,9 +133,10 @@ class Terminated(Exception):
 
 
 @contextlib.contextmanager
-def terminable():
-    """SIGTERM raises ``Terminated`` inside the block (main thread only), so that a build can
-    remove its temp dir; afterwards the signal is delivered again to the previous handler."""
+def terminable(cleanup):
+    """SIGTERM raises ``Terminated`` inside the block (main thread only); ``cleanup()`` removes
+    what the build wrote, then the signal is delivered again to the previous handler (by
+    default it ends the process at once, so the cleanup cannot wait for a ``finally``)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -148,6 +149,7 @@ def terminable():
         yield
     except Terminated:
         signal.signal(signal.SIGTERM, previous)
+        cleanup()
         log.error("teacher cache build stopped by SIGTERM: its partial files are removed")
         if previous in (signal.SIG_DFL, None):
             os.kill(os.getpid(), signal.SIGTERM)

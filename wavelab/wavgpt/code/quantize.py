@@ -28,8 +28,10 @@ SCALE_BITS = 16  # every scale is sent as one fp16
 
 
 def check_value_bits(bits: int, key: str = "model.value_bits") -> None:
-    if bits not in VALUE_BITS:
-        raise ConfigError(f"{key}={bits!r} is invalid: must be one of {VALUE_BITS}")
+    """A whole number of VALUE_BITS: 8.0 is refused too, or a checkpoint would record it and the
+    byte format, which has integer widths only, could not write its codes."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in VALUE_BITS:
+        raise ConfigError(f"{key}={bits!r} is invalid: must be one of {VALUE_BITS} (an integer)")
 
 
 def check_value_scale(scale: str, key: str = "model.value_scale") -> None:

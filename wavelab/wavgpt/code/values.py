@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from wavelab.wavgpt.code.quantize import dequantize, int_levels, quantize
+from wavelab.wavgpt.code.quantize import FP16_MAX, dequantize, int_levels, quantize
 
-FP16_MAX = 65504.0
+__all__ = ["FP16_MAX", "dequantized", "quantized", "values_from_bytes", "values_to_bytes"]
 
 
 def values_to_bytes(values: np.ndarray, value_bits: int, scale: np.ndarray | None) -> bytes:
