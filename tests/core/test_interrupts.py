@@ -27,7 +27,9 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_sigint_during_training_saves_records_and_exits_130(entry, tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt")
     args = [*TINY_GPT, f"data.path={corpus}", "trainer.max_steps=100000"]
-    args += ["trainer.val_check_interval=5"]
+    # Validations are rare, so the signal almost always lands in a training step; when it lands in
+    # a validation, the run stops on the checkpoint it has (test_sigint_during_validation...).
+    args += ["trainer.val_check_interval=25"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "wavelab.run", *args],
         cwd=entry.cwd,
@@ -50,9 +52,13 @@ def test_sigint_during_training_saves_records_and_exits_130(entry, tmp_path):
     summary = json.loads((run / "metrics.json").read_text())
     step = summary["interrupted"]["step"]
     assert summary["interrupted"]["signal"] == "SIGINT"
-    assert f"SIGINT at step {step}: saved" in out and f"resume_dir={run}" in out, out[-2000:]
+    assert f"resume_dir={run}" in out, out[-2000:]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == step
+    if f"SIGINT during validation at step {step}:" in out:
+        assert ckpt["global_step"] < step
+    else:
+        assert f"SIGINT at step {step}: saved" in out, out[-2000:]
+        assert ckpt["global_step"] == step
 
 
 class SigintInValidation(L.Callback):

@@ -29,15 +29,15 @@ from wavelab.run import train
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 16
 # A checkpoint at every validation (every 2 steps), so kills land before, after and during saves;
-# the model is big enough (~0.4 MB of weights, 3x that with AdamW's state) for a save to take a
-# few milliseconds, which the poll below can see.
+# the model is big enough (a few MB of weights, 3x that with AdamW's state) for a save to outlast
+# the gaps between the poll's looks below, also on a loaded machine.
 ARGS = [
     "model=gpt",
     "data.block_size=32",
     "data.batch_size=4",
     "data.num_val_windows=8",
     "model.net.n_layer=2",
-    "model.net.n_embd=64",
+    "model.net.n_embd=256",
     "model.net.n_head=2",
     "model.scheduler.warmup_steps=2",
     f"trainer.max_steps={STEPS}",
