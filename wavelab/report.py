@@ -20,7 +20,9 @@ Each setting is then one point at its mean x and mean metric (±1 std both ways 
 joined in order of x into one line per value of ``lines`` (e.g. ``lines=study_method``), on a
 log x axis. ``references`` are x-metrics drawn as vertical lines (lossless coders' rates, e.g.
 ``ref/lzma_block_bits_per_token``), ``ceilings`` horizontal ones per panel, a metric or a number
-(``ceilings={val/acc:val/acc_orig,val/cosine:1}``).
+(``ceilings={val/acc:val/acc_orig,val/cosine:1}``). ``reference_lines`` draw reference methods
+that log their own rate and distortion under one prefix each (the two-part code:
+``'reference_lines={two_part:[ref/two_part_1bit,ref/two_part_8bit]}'``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def report_entry(cfg: DictConfig) -> None:
         lines=cfg.lines,
         references=as_list(cfg.references),
         ceilings=as_mapping(cfg.ceilings, "ceilings"),
+        reference_lines=as_mapping(cfg.reference_lines, "reference_lines"),
         curves=as_list(cfg.curves),
     )
     paths = report(cfg.sweep_dir, settings)

@@ -13,6 +13,7 @@ import yaml
 from helpers.cli import assert_clean_error
 from helpers.tiny_encoder import TINY_VOCAB
 from helpers.wavgpt_checkpoint import tiny_module
+from scipy import stats
 
 from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError
@@ -21,7 +22,13 @@ from wavelab.wavgpt.baselines import PCACore, ScalarCore
 from wavelab.wavgpt.code.sparse_code import overhead_bytes
 from wavelab.wavgpt.code.text_rates import reference_bits_per_token
 from wavelab.wavgpt.config import WavGPTConfig
-from wavelab.wavgpt.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
+from wavelab.wavgpt.distortion import (
+    exact_blocks,
+    mean_pool,
+    pairwise_spearman,
+    pooled_cosine,
+    recall_at_k,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -46,20 +53,53 @@ def test_exact_blocks_needs_every_real_token_and_ignores_padding():
     assert exact_blocks(logits.argmax(-1), ids, mask).tolist() == [1.0, 0.0]
 
 
-def test_recall_at_1():
+def test_recall_at_k():
     torch.manual_seed(0)
     original = torch.randn(16, 8)
-    assert recall_at_1(original.clone(), original).item() == 1.0
-    assert recall_at_1(original[[1, 0, *range(2, 16)]], original).item() == 14 / 16
+    assert recall_at_k(original.clone(), original, 1).item() == 1.0
+    swapped = original[[1, 0, *range(2, 16)]]  # blocks 0 and 1 decode as each other
+    assert recall_at_k(swapped, original, 1).item() == 14 / 16
+    assert recall_at_k(swapped, original, 16).item() == 1.0  # every original is in the top 16
     same = torch.ones(4, 8)  # every block alike: no block can be told apart, none is recalled
-    assert recall_at_1(same, same).item() == 0.0
+    assert recall_at_k(same, same, 1).item() == 0.0
+    assert recall_at_k(same, same, 4).item() == 1.0  # N <= k: every block scores
+
+
+def test_recall_at_k_counts_the_own_rank_exactly_in_any_chunking():
+    torch.manual_seed(1)
+    original = torch.randn(50, 6)
+    decoded = original + 0.8 * torch.randn(50, 6)
+    sim = (
+        torch.nn.functional.normalize(decoded, dim=-1)
+        @ torch.nn.functional.normalize(original, dim=-1).T
+    )
+    rank = (sim > sim.diagonal()[:, None]).sum(1)  # others strictly closer (no ties here)
+    for k in (1, 3, 10):
+        expected = (rank < k).float().mean().item()
+        assert recall_at_k(decoded, original, k).item() == pytest.approx(expected)
+        assert recall_at_k(decoded, original, k, rows=7).item() == pytest.approx(expected)
+
+
+def test_pairwise_spearman_matches_scipy():
+    torch.manual_seed(2)
+    original = torch.randn(40, 8)
+    decoded = original + 0.5 * torch.randn(40, 8)
+    unit_d, unit_o = (torch.nn.functional.normalize(e, dim=-1) for e in (decoded, original))
+    i, j = torch.triu_indices(40, 40, offset=1)
+    expected = stats.spearmanr((unit_d[i] * unit_d[j]).sum(-1), (unit_o[i] * unit_o[j]).sum(-1))
+    assert pairwise_spearman(decoded, original).item() == pytest.approx(expected[0], abs=1e-6)
+    assert pairwise_spearman(original, original).item() == pytest.approx(1.0)
+    sampled = pairwise_spearman(decoded, original, max_pairs=500)  # drawn pairs, not all 780
+    assert sampled.item() == pytest.approx(expected[0], abs=0.1)
+    with pytest.raises(ValueError, match="too few"):
+        pairwise_spearman(original[:2], original[:2])
 
 
 def test_reference_rates_of_text_coders():
     texts = ["to be or not to be"] * 8
     rates = reference_bits_per_token(texts, n_tokens=8 * 8, vocab_size=1024)
     assert rates["ids"] == 10.0
-    for name in ("lzma", "zlib", "bz2"):
+    for name in ("lzma", "zlib", "bz2", "zstd"):
         # one compressor over the repetitive split beats eight separate blocks, headers and all
         assert 0 < rates[f"{name}_split"] < rates[f"{name}_block"]
     with pytest.raises(ValueError, match="n_tokens=0"):
@@ -237,8 +277,16 @@ def test_baselines_train_through_the_config(make_cfg, coder):
         assert metrics["val/cosine_unrefined"] > 0.999
     for key in ("val/acc", "val/exact_blocks", "val/cosine", "val/recall_at_1", "train/loss"):
         assert math.isfinite(metrics[key]), key
-    for key in ("val/cosine_unrefined", "val/recall_at_1_unrefined"):
+    for key in ("val/cosine_unrefined", "val/recall_at_1_unrefined", "val/recall_at_10"):
         assert 0 <= metrics[key] <= 1 + 1e-6, key
+    assert metrics["val/recall_at_1"] <= metrics["val/recall_at_10"]
+    for key in ("val/spearman", "val/spearman_unrefined"):
+        assert -1 <= metrics[key] <= 1, key
+    for bits in (1, 4, 8, 16):  # the two-part reference, on the same blocks
+        two_part = {k.split("/")[-1]: v for k, v in metrics.items() if f"two_part_{bits}bit/" in k}
+        assert two_part["acc"] == two_part["exact_blocks"] == 1.0
+        assert two_part["bits_per_token"] > metrics["ref/lzma_block_bits_per_token"]
+        assert two_part["cosine"] == two_part["cosine_unrefined"] <= 1 + 1e-6
     assert metrics["val/cosine_unrefined"] != metrics["val/cosine"]  # read before the refiner
     assert 0 <= metrics["val/exact_blocks"] <= metrics["val/exact_blocks_orig"] == 1.0
     assert metrics["ref/ids_bits_per_token"] == pytest.approx(math.log2(len(TINY_VOCAB)))
@@ -341,6 +389,8 @@ def test_frontier_report_on_a_sweep_of_methods_rates_and_seeds(tmp_path, entry):
                 "val/acc_orig": 0.8,
                 "val/cosine": 0.9,
                 "ref/lzma_block_bits_per_token": 30.0,
+                **{f"ref/two_part_{b}bit/bits_per_token": 30.0 + 8 * b for b in (1, 8)},
+                **{f"ref/two_part_{b}bit/acc": 1.0 for b in (1, 8)},
             }
             (job / "metrics.json").write_text(json.dumps({"final": metrics, "best": metrics}))
     result = entry(
@@ -351,6 +401,7 @@ def test_frontier_report_on_a_sweep_of_methods_rates_and_seeds(tmp_path, entry):
         "metrics=[val/acc,val/cosine]",
         "references=[ref/lzma_block_bits_per_token]",
         "ceilings={val/acc:val/acc_orig,val/cosine:1}",
+        "reference_lines={two_part:[ref/two_part_1bit,ref/two_part_8bit]}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = sweep / "report"
@@ -359,6 +410,12 @@ def test_frontier_report_on_a_sweep_of_methods_rates_and_seeds(tmp_path, entry):
     assert rows[0].startswith("study_method,study_point,n,val/bits_per_token mean")
     assert rows[1].startswith("pca,r1,3,22.0,0.0,0.2") and rows[4].startswith("wavgpt,r2,3,200.0")
     assert "| ref/lzma_block_bits_per_token | 30 |" in (out / "report.md").read_text()
+    # the two-part points: 38 and 94 bits per token, tokens 1.0, no cosine logged
+    assert "| two_part | ref/two_part_8bit | 94 | 1 |  |" in (out / "report.md").read_text()
+    bad_line = entry(
+        "report", str(sweep), "x=val/bits_per_token", "reference_lines={two_part:[ref/nope]}"
+    )
+    assert_clean_error(bad_line, "reference_lines", "ref/nope/bits_per_token")
     bad = entry("report", str(sweep), "x=val/bits_per_token", "lines=method")
     assert_clean_error(bad, "lines=method", "study_method")
     # What bash makes of an unquoted ceilings={a:b,c:d}: two arguments, the last one a string.

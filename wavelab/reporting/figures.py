@@ -184,6 +184,18 @@ def learning_curves(
     return path
 
 
+def point_metric(prefix: str, metric: str) -> str:
+    """The metric a reference method logs under ``prefix`` for ``metric`` (group/name):
+    ``prefix/name``."""
+    return f"{prefix}/{metric.split('/', 1)[-1]}"
+
+
+def logged_mean(jobs: list[Job], metric: str, which: str) -> float | None:
+    """The mean of ``metric`` over the jobs that logged it; None if none did."""
+    values = [j.metrics[which][metric] for j in jobs if metric in j.metrics[which]]
+    return mean_std(values)[0] if values else None
+
+
 def frontier(jobs: list[Job], settings: list[str], o: ReportSettings, out: Path) -> dict[str, Path]:
     """The frontier report (wavelab/report.py's docstring): summary table and plot, one point
     per setting (the values of ``settings``) at its mean x and metric."""
@@ -201,15 +213,24 @@ def frontier(jobs: list[Job], settings: list[str], o: ReportSettings, out: Path)
     )
     out.mkdir(parents=True, exist_ok=True)
     paths = {"summary": write_csv(out / "summary.csv", summary_columns, summary)}
-    level_of = {
-        r: mean_std([j.metrics[which][r] for j in jobs if r in j.metrics[which]])[0]
-        for r in o.references or []
-    }
+    level_of = {r: logged_mean(jobs, r, which) for r in o.references or []}
     text = [f"Frontier: {which} metrics against {x}, mean ± sample std over repeats.", ""]
     text += markdown_table(summary_columns, summary)
     if level_of:
         text += ["", "Reference rates (lossless):", ""]
         text += markdown_table(["reference", x], [[r, v] for r, v in level_of.items()])
+    reference_lines = {
+        label: [prefixes] if isinstance(prefixes, str) else list(prefixes)
+        for label, prefixes in (o.reference_lines or {}).items()
+    }
+    if reference_lines:
+        rows = [
+            [label, prefix, *(logged_mean(jobs, point_metric(prefix, m), which) for m in shown)]
+            for label, prefixes in reference_lines.items()
+            for prefix in prefixes
+        ]
+        text += ["", "Reference methods:", ""]
+        text += markdown_table(["reference", "metrics", *shown], rows)
     paths["markdown"] = out / "report.md"
     paths["markdown"].write_text("\n".join(text) + "\n")
 
@@ -235,6 +256,19 @@ def frontier(jobs: list[Job], settings: list[str], o: ReportSettings, out: Path)
                 capsize=3,
                 label=label,
             )
+        for j, (label, prefixes) in enumerate(reference_lines.items()):
+            points = [
+                (
+                    logged_mean(jobs, point_metric(p, x), which),
+                    logged_mean(jobs, point_metric(p, metric), which),
+                )
+                for p in prefixes
+            ]
+            points = [(px, py) for px, py in points if px is not None and py is not None]
+            if points:
+                ax.plot(
+                    *zip(*points), color=f"C{4 + j % 3}", marker="s", linestyle="--", label=label
+                )
         for j, (name, level) in enumerate(level_of.items()):
             ax.axvline(level, color=f"C{7 + j % 3}", linestyle=":", label=f"{name} ({level:.3g})")
         ceiling = (o.ceilings or {}).get(metric)

@@ -24,4 +24,7 @@ class ReportSettings:
     lines: str | None = None  # frontier: one line per value of this key
     references: list[str] | None = None  # frontier: x-metrics drawn as vertical lines
     ceilings: dict[str, str | float] | None = None  # frontier: per panel, a metric or a number
+    # frontier: reference methods drawn as lines, {label: [metric prefix, ...]}; the point of
+    # prefix P on panel group/M is at (P/<x's name>, P/M)
+    reference_lines: dict[str, list[str]] | None = None
     curves: list[str] | None = None  # also curves.png of these metrics against the step

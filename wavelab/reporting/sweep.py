@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wavelab.core.errors import ConfigError
-from wavelab.reporting.figures import frontier, learning_curves, plot
+from wavelab.reporting.figures import frontier, learning_curves, plot, point_metric
 from wavelab.reporting.jobs import (
     check_known,
     free_dir,
@@ -74,6 +74,9 @@ def check_frontier(o: ReportSettings, logged: set[str], varying: list[str]) -> N
         check_known("ceilings", [panel], logged)
         if not is_number(level):
             check_known("ceilings", [str(level)], logged)
+    for prefixes in (o.reference_lines or {}).values():
+        points = [prefixes] if isinstance(prefixes, str) else prefixes
+        check_known("reference_lines", [point_metric(p, o.x) for p in points], logged)
     if o.lines is not None and o.lines not in varying:
         raise ConfigError(
             f"lines={o.lines} is invalid: not a key that differs between jobs; those are: "

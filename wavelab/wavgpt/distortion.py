@@ -5,8 +5,9 @@
 * embedding: the block's sentence embedding is the attention-mask weighted mean of its token
   states over real tokens, the pooling sentence-transformers uses for all-MiniLM-L6-v2.
   ``pooled_cosine`` compares the decoded block's embedding with the original's;
-  ``recall_at_1`` asks whether each decoded embedding's nearest original (by cosine) among all
-  blocks is its own.
+  ``recall_at_k`` asks whether each decoded embedding's own original is among its k nearest
+  originals (by cosine) among all blocks; ``pairwise_spearman`` whether the decoded embeddings
+  order pairs of blocks by similarity as the originals do (what an STS-style use needs).
 """
 
 from __future__ import annotations
@@ -33,10 +34,45 @@ def exact_blocks(predicted: Tensor, input_ids: Tensor, mask: Tensor) -> Tensor:
     return (~wrong.any(dim=1)).float()
 
 
-def recall_at_1(decoded: Tensor, original: Tensor) -> Tensor:
-    """Fraction of the N decoded embeddings (N, d) whose most cosine-similar original (N, d) is
-    their own; a tie with another block counts as a miss, so identical originals never score."""
-    sim = F.normalize(decoded.float(), dim=-1) @ F.normalize(original.float(), dim=-1).T
-    own = sim.diagonal()
-    others = sim.masked_fill(torch.eye(len(sim), dtype=torch.bool, device=sim.device), -2.0)
-    return (own > others.amax(dim=1)).float().mean() if len(sim) > 1 else own.new_ones(())
+def recall_at_k(decoded: Tensor, original: Tensor, k: int, rows: int = 1024) -> Tensor:
+    """Fraction of the N decoded embeddings (N, d) whose own original (N, d) is among their k
+    most cosine-similar originals. An original that ties with the own one ranks before it, so
+    identical originals never score; with N <= k every block scores. ``rows``: decoded
+    embeddings scored at once, bounding the (rows, N) similarity matrix."""
+    if k < 1:
+        raise ValueError(f"k={k} is invalid: need k >= 1")
+    decoded = F.normalize(decoded.float(), dim=-1)
+    original = F.normalize(original.float(), dim=-1)
+    hits = []
+    for start in range(0, len(decoded), rows):
+        sim = decoded[start : start + rows] @ original.T  # (rows, N)
+        index = torch.arange(start, start + len(sim), device=sim.device)
+        own = sim[torch.arange(len(sim), device=sim.device), index]
+        ahead = (sim >= own[:, None]).sum(1) - 1  # originals at least as close, the own one not
+        hits.append(ahead < k)
+    return torch.cat(hits).float().mean()
+
+
+def pairwise_spearman(
+    decoded: Tensor, original: Tensor, max_pairs: int = 200_000, seed: int = 0
+) -> Tensor:
+    """Spearman's rank correlation between the cosine similarities of pairs of blocks under the
+    decoded embeddings (N, d) and under the originals (N, d): every pair i < j when there are at
+    most ``max_pairs``, else ``max_pairs`` pairs drawn uniformly (i != j) with ``seed``. Ties
+    get distinct ranks (cosines of real embeddings rarely tie)."""
+    n = len(decoded)
+    if n < 3:
+        raise ValueError(f"{n} blocks are too few for a rank correlation: need at least 3")
+    if n * (n - 1) // 2 <= max_pairs:
+        i, j = torch.triu_indices(n, n, offset=1)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        i = torch.randint(n, (max_pairs,), generator=generator)
+        j = (i + torch.randint(1, n, (max_pairs,), generator=generator)) % n
+    ranks = []
+    for embeddings in (decoded, original):
+        unit = F.normalize(embeddings.float().cpu(), dim=-1)
+        cosines = (unit[i] * unit[j]).sum(-1)  # (pairs,)
+        order = torch.arange(len(cosines), dtype=cosines.dtype)
+        ranks.append(torch.empty_like(cosines).scatter_(0, cosines.argsort(), order))
+    return torch.corrcoef(torch.stack(ranks))[0, 1]

@@ -23,13 +23,11 @@ from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
 from wavelab.wavgpt.baselines import CODER_CLASSES, build_coder
 from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
-from wavelab.wavgpt.code.text_rates import reference_bits_per_token
-from wavelab.wavgpt.coding import WavGPTOutput
 from wavelab.wavgpt.config import WavGPTConfig
 from wavelab.wavgpt.distill import TeacherTopK, teacher_topk
-from wavelab.wavgpt.distortion import exact_blocks, mean_pool, pooled_cosine, recall_at_1
 from wavelab.wavgpt.encoder import FrozenEncoder
 from wavelab.wavgpt.losses import distillation_loss, masked_mean, token_accuracy
+from wavelab.wavgpt.validation_distortion import ValidationDistortion
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +56,6 @@ def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
     return torch.nn.functional.cross_entropy(teacher.transpose(1, 2), input_ids, reduction="none")
 
 
-# Distortion metrics averaged over validation blocks (models/distortion.py); the *_orig ones are
-# the frozen head on the untouched states, the teacher's ceiling. The embedding is read two ways
-# from one code: from the refined states (cosine, recall_at_1), and from the inverse transform
-# alone (*_unrefined), the states before the refiner that KD and CE train for the head only.
-BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine", "cosine_unrefined")
 # Real training tokens whose hidden states fit a coder that learns from data (pca's basis).
 FIT_TOKENS = 100_000
 
@@ -162,10 +155,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             }
         )
         self.val_loss_best = MinMetric()
-        self.block_metrics = torch.nn.ModuleDict({name: MeanMetric() for name in BLOCK_METRICS})
-        self._pooled: list[tuple[Tensor, ...]] = []  # (refined, unrefined, original) embeddings
-        self._val_blocks: list[tuple[Tensor, Tensor]] = []  # (input_ids, attention_mask)
-        self._reference_rates: dict[str, float] | None = None  # the same blocks every epoch
+        self.distortion = ValidationDistortion()
 
     def hidden_states(self, batch: dict) -> Tensor:
         """(B, T, d) the frozen encoder's states of the batch: from the teacher cache when the
@@ -288,50 +278,9 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         for name, value in per_code.items():
             self.metrics[f"{stage}_{name}"].update(value.float())
         if stage == "val":
-            self.update_distortion(ids, mask, h, out, student, teacher)
+            predicted, predicted_orig = student.argmax(-1), teacher_argmax(teacher)
+            self.distortion.update(ids, mask, h, out, predicted, predicted_orig)
         return loss
-
-    @torch.no_grad()
-    def update_distortion(self, ids, mask, h, out: WavGPTOutput, student, teacher) -> None:
-        """Accumulates the validation blocks' distortion: per-block means, and the pooled
-        embeddings and ids that ``on_validation_epoch_end`` needs all of."""
-        blocks = {
-            "exact_blocks": exact_blocks(student.argmax(-1), ids, mask),
-            "exact_blocks_orig": exact_blocks(teacher_argmax(teacher), ids, mask),
-            "cosine": pooled_cosine(out.refined, h, mask),
-            "cosine_unrefined": pooled_cosine(out.unrefined, h, mask),
-        }
-        for name, value in blocks.items():
-            self.block_metrics[name].update(value.float())
-        self._pooled.append(
-            tuple(mean_pool(states, mask).float() for states in (out.refined, out.unrefined, h))
-        )
-        if self._reference_rates is None:
-            self._val_blocks.append((ids, mask))
-
-    def log_distortion(self) -> None:
-        """val/exact_blocks, val/cosine*, val/recall_at_1* over ALL validation blocks (gathered
-        from every rank) and the text coders' reference rates (ref/*) on the same blocks."""
-        for name, metric in self.block_metrics.items():
-            if metric.update_called:
-                self.log(f"val/{name}", metric.compute())
-            metric.reset()
-        if not self._pooled:
-            return
-        refined, unrefined, original = (
-            self.gather_blocks(torch.cat(part)) for part in zip(*self._pooled)
-        )
-        self.log("val/recall_at_1", recall_at_1(refined, original))
-        self.log("val/recall_at_1_unrefined", recall_at_1(unrefined, original))
-        rates = self._reference_rates
-        if rates is None:
-            ids, mask = (self.gather_blocks(torch.cat(part)) for part in zip(*self._val_blocks))
-            rates = self.reference_rates(ids, mask)
-            if not self.trainer.sanity_checking:  # the sanity check sees only a few blocks
-                self._reference_rates = rates
-        self.log_dict({f"ref/{k}_bits_per_token": v for k, v in rates.items()})
-        self._pooled.clear()
-        self._val_blocks.clear()
 
     def gather_blocks(self, local: Tensor) -> Tensor:
         """(n, ...) per-rank rows -> (world * n, ...) rows of every rank (itself when alone); the
@@ -339,15 +288,16 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         gathered = self.all_gather(local)
         return gathered.flatten(0, 1) if self.trainer.world_size > 1 else gathered
 
-    def reference_rates(self, ids: Tensor, mask: Tensor) -> dict[str, float]:
+    def block_texts(self, ids: Tensor, mask: Tensor) -> list[str]:
+        """(N, T) ids and mask -> each block's text: its real ids decoded, special tokens
+        dropped (what the ids carry, as the lossless references compress it)."""
         from wavelab.wavgpt.encoder import load_tokenizer  # transformers: only when validating
 
         tokenizer = load_tokenizer(self.hparams.encoder["name_or_path"])
-        texts = [
+        return [
             tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
             for row, m in zip(ids.cpu(), mask.cpu())
         ]
-        return reference_bits_per_token(texts, int(mask.sum()), self.encoder.vocab_size)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._shared_step(batch, "train")
@@ -373,7 +323,9 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         ce, ce_orig = self.metrics["val_ce"].compute(), self.metrics["val_ce_orig"].compute()
         self.log_dict({"val/ppl": torch.exp(ce), "val/ppl_orig": torch.exp(ce_orig)})
         self._log_and_reset("val", ("loss", *TOKEN_METRICS, *CODE_METRICS))
-        self.log_distortion()
+        keep = not self.trainer.sanity_checking  # the sanity check sees only a few blocks
+        vocab = self.encoder.vocab_size
+        self.log_dict(self.distortion.compute(self.gather_blocks, self.block_texts, vocab, keep))
 
     def _log_and_reset(self, stage: str, names: tuple[str, ...]) -> None:
         for name in names:

@@ -4,8 +4,8 @@ On the validation blocks of a run (their real tokens, [CLS] and [SEP] included, 
 ``val/bits_per_token`` counts them):
 
 * ``ids``: the raw token ids, log2(vocabulary size) bits per token;
-* ``<compressor>_block``: each block's text compressed on its own by lzma, zlib or bz2 at their
-  highest level, which is what a per-block code competes with (every block pays the
+* ``<compressor>_block``: each block's text compressed on its own by lzma, zlib, bz2 or zstd at
+  their highest level, which is what a per-block code competes with (every block pays the
   compressor's header and starts with an empty dictionary);
 * ``<compressor>_split``: all the blocks' texts compressed at once, a kinder figure (one header,
   context shared across blocks).
@@ -22,10 +22,13 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 
+import zstandard
+
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     "lzma": lambda data: lzma.compress(data, preset=9 | lzma.PRESET_EXTREME),
     "zlib": lambda data: zlib.compress(data, 9),
     "bz2": lambda data: bz2.compress(data, 9),
+    "zstd": zstandard.ZstdCompressor(level=22).compress,
 }
 
 
