@@ -14,26 +14,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from wavelab.core.cli import hydra_entry, quiet_lightning
-from wavelab.core.config import CONFIG_DIR, check_targets, instantiate
+from wavelab.core.config import CONFIG_DIR, instantiate
 from wavelab.core.errors import ConfigError
 
 log = logging.getLogger("wavelab.eval")
-
-
-def run_data_config(ckpt_path: Path) -> DictConfig | None:
-    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, checked (see
-    wavelab.core.saved_config)."""
-    from wavelab.core.saved_config import load_saved_config
-
-    saved = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
-    if not saved.exists():
-        return None
-    data = load_saved_config(saved).get("data")
-    try:
-        check_targets(data, "data")
-    except ConfigError as e:
-        raise ConfigError(f"{saved}: {e}") from e
-    return data
 
 
 def check_data_choice(cfg: DictConfig) -> None:
@@ -53,6 +37,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
     module = load_module(ckpt)
     quiet_lightning()  # Lightning is imported by now
+    from wavelab.core.saved_config import run_data_config
+
     data_cfg = cfg.get("data") or run_data_config(ckpt)
     if data_cfg is None:
         raise ConfigError(

@@ -4,6 +4,7 @@ metrics, the text coders' reference rates and the frontier report."""
 from __future__ import annotations
 
 import json
+import lzma
 import math
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from wavelab.core.errors import ConfigError
 from wavelab.run import train
 from wavelab.wavgpt.baselines import PCACore, ScalarCore
 from wavelab.wavgpt.code.sparse_code import overhead_bytes
-from wavelab.wavgpt.code.text_rates import reference_bits_per_token
+from wavelab.wavgpt.code.text_rates import lzma_extreme, reference_bits_per_token
 from wavelab.wavgpt.config import WavGPTConfig
 from wavelab.wavgpt.distortion import (
     exact_blocks,
@@ -104,6 +105,14 @@ def test_reference_rates_of_text_coders():
         assert 0 < rates[f"{name}_split"] < rates[f"{name}_block"]
     with pytest.raises(ValueError, match="n_tokens=0"):
         reference_bits_per_token(texts, 0, 1024)
+
+
+@pytest.mark.parametrize("size", [1, 300, 5_000, 200_000])
+def test_lzma_with_a_small_dictionary_is_as_short_as_preset_9(size):
+    words = [f"w{(i * 7919) % 1000}" for i in range(size)]
+    data = " ".join(words).encode()[:size]
+    assert len(lzma_extreme(data)) == len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+    assert lzma.decompress(lzma_extreme(data)) == data
 
 
 # --- the baseline cores ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.util import quantization
 
+from wavelab.wavgpt.code.text_rates import block_bits
 from wavelab.wavgpt.two_part import (
     calibrate,
     decoded_embeddings,
@@ -69,10 +70,11 @@ def test_the_rate_is_the_embedding_bits_plus_each_blocks_compressed_text():
     lzma_bits = sum(
         8 * len(lzma.compress(t.encode(), preset=9 | lzma.PRESET_EXTREME)) for t in texts
     )
-    rate = two_part_bits_per_token(texts, n_tokens=20, d=384, bits=8)
+    assert block_bits(texts, "lzma") == lzma_bits
+    rate = two_part_bits_per_token(lzma_bits, n_blocks=2, n_tokens=20, d=384, bits=8)
     assert rate == pytest.approx((lzma_bits + 2 * 384 * 8) / 20)
     with pytest.raises(ValueError, match="n_tokens=0"):
-        two_part_bits_per_token(texts, 0, 384, 8)
+        two_part_bits_per_token(lzma_bits, 2, 0, 384, 8)
 
 
 def test_the_references_score_the_two_part_code_under_the_codes_metric_names():

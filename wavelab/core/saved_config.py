@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 from omegaconf.grammar_parser import parse
 
+from wavelab.core.config import check_targets
 from wavelab.core.errors import ConfigError
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -127,3 +128,17 @@ def saved_choices(run_dir: Path) -> dict[str, str | None]:
     ):
         raise ConfigError(f"{path} has no hydra.runtime.choices of group names: not a run's file")
     return choices
+
+
+def run_data_config(ckpt_path: Path) -> DictConfig | None:
+    """The data config saved by the run that wrote ``<run>/checkpoints/<ckpt>``, read by
+    ``load_saved_config`` with its targets checked; None without a saved config."""
+    saved = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
+    if not saved.exists():
+        return None
+    data = load_saved_config(saved).get("data")
+    try:
+        check_targets(data, "data")
+    except ConfigError as e:
+        raise ConfigError(f"{saved}: {e}") from e
+    return data

@@ -7,6 +7,7 @@ only its identity and fingerprint there).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 
@@ -288,14 +289,18 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         gathered = self.all_gather(local)
         return gathered.flatten(0, 1) if self.trainer.world_size > 1 else gathered
 
+    @functools.cached_property
+    def tokenizer(self):
+        """The encoder's tokenizer, loaded on first use (transformers: only when validating)."""
+        from wavelab.wavgpt.encoder import load_tokenizer
+
+        return load_tokenizer(self.hparams.encoder["name_or_path"])
+
     def block_texts(self, ids: Tensor, mask: Tensor) -> list[str]:
         """(N, T) ids and mask -> each block's text: its real ids decoded, special tokens
         dropped (what the ids carry, as the lossless references compress it)."""
-        from wavelab.wavgpt.encoder import load_tokenizer  # transformers: only when validating
-
-        tokenizer = load_tokenizer(self.hparams.encoder["name_or_path"])
         return [
-            tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
+            self.tokenizer.decode(row[m.bool()].tolist(), skip_special_tokens=True)
             for row, m in zip(ids.cpu(), mask.cpu())
         ]
 

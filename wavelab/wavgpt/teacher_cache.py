@@ -243,6 +243,7 @@ def _build(
     max_gb: float,
 ) -> dict:
     tmp = entry.with_name(f".{entry.name}.tmp{os.getpid()}")
+
     def remove_partial_files() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -19,13 +19,9 @@ bits plus each block's text compressed on its own (``text_rates``), over their r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from wavelab.wavgpt.code.text_rates import COMPRESSORS
 
 EMBEDDING_BITS = (1, 4, 8, 16)
 
@@ -62,15 +58,13 @@ def _grid(bits: int, ranges: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def two_part_bits_per_token(
-    texts: Sequence[str], n_tokens: int, d: int, bits: int, compressor: str = "lzma"
+    text_bits: int, n_blocks: int, n_tokens: int, d: int, bits: int
 ) -> float:
-    """Bits per real token of sending each block's embedding at ``bits`` and its text
-    compressed on its own by ``compressor`` (one of text_rates.COMPRESSORS)."""
+    """Bits per real token of sending ``n_blocks`` blocks' embeddings (d values each) at
+    ``bits``, and their texts in ``text_bits`` (``text_rates.block_bits``)."""
     if n_tokens < 1:
         raise ValueError(f"n_tokens={n_tokens} is invalid: need at least one token")
-    compress = COMPRESSORS[compressor]
-    text_bits = sum(8 * len(compress(text.encode("utf-8"))) for text in texts)
-    return (text_bits + len(texts) * d * bits) / n_tokens
+    return (text_bits + n_blocks * d * bits) / n_tokens
 
 
 def decoded_embeddings(embeddings: Tensor, bits: int, calibration: Tensor | None = None) -> Tensor:

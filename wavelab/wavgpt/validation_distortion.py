@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from wavelab.wavgpt.code.text_rates import reference_bits_per_token
+from wavelab.wavgpt.code.text_rates import block_bits, reference_bits_per_token
 from wavelab.wavgpt.coding import WavGPTOutput
 from wavelab.wavgpt.distortion import (
     exact_blocks,
@@ -118,7 +118,7 @@ class ValidationDistortion(torch.nn.Module):
         pooled original states."""
         rates = reference_bits_per_token(texts, n_tokens, vocab_size)
         references = {f"ref/{name}_bits_per_token": rate for name, rate in rates.items()}
-        d = original.shape[-1]
+        d, text_bits = original.shape[-1], block_bits(texts, "lzma")
         for bits in EMBEDDING_BITS:
             prefix = f"ref/two_part_{bits}bit"
             decoded = decoded_embeddings(original, bits)
@@ -128,7 +128,7 @@ class ValidationDistortion(torch.nn.Module):
                 **{k: float(v) for k, v in embedding_metrics(decoded, original).items()},
             }
             metrics = {
-                "bits_per_token": two_part_bits_per_token(texts, n_tokens, d, bits),
+                "bits_per_token": two_part_bits_per_token(text_bits, len(texts), n_tokens, d, bits),
                 "acc": 1.0,
                 "exact_blocks": 1.0,
                 **embedding,
