@@ -40,7 +40,9 @@ class ModelSpec:
     ``label``: the model's name in messages. ``headline_metrics``: the logged metrics the
     end-of-run summary shows, in order. ``check_config``: checks of the composed config that
     raise ConfigError, run before any data is prepared or cached. ``generates_text``: whether
-    ``python -m wavelab.sample`` can use it (the module has ``generate_text``); ``use_instead``
+    it is a language model that ``python -m wavelab.sample`` and a decoding prior can use: the
+    module has ``generate_text``, ``forward(ids)`` giving (B, T, V) next-token logits,
+    ``tokenizer`` and ``context_size``; ``use_instead``
     says what to run otherwise. ``flops_per_token``: training FLOPs per token of a module, for
     the throughput callback's MFU (None: not known).
     """

@@ -21,7 +21,7 @@ from wavelab.data import cache
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.prepare import build_lm
 from wavelab.data.source import CorpusSource
-from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
+from wavelab.data.tokenizers import TextTokenizer, WordPieceTokenizer, tokenizer_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class LMDataModule(ShardedDataModule):
         self,
         tokenizer: str = "char",
         bpe_vocab_size: int = 4096,
+        wordpiece_from: str | None = None,
         block_size: int = 64,
         batch_size: int = 12,
         val_fraction: float = 0.1,
@@ -95,13 +96,25 @@ class LMDataModule(ShardedDataModule):
                 f"data.num_val_windows={num_val_windows} is invalid: must be >= 1, or null for "
                 "the whole validation split"
             )
+        self.wordpiece = None
+        if tokenizer == "wordpiece":
+            if not wordpiece_from:
+                raise ConfigError(
+                    "data.tokenizer=wordpiece needs data.wordpiece_from: an encoder's model "
+                    "directory or packaged:all-MiniLM-L6-v2"
+                )
+            self.wordpiece = WordPieceTokenizer.from_model_dir(str(wordpiece_from))
         self.tokenizer: TextTokenizer | None = None
         self.splits: dict[str, np.ndarray] = {}
 
     @property
     def _tokenizer_key(self) -> str:
         h = self.hparams
-        kind = h.tokenizer if h.tokenizer != "bpe" else f"bpe{h.bpe_vocab_size}"
+        kind = h.tokenizer
+        if kind == "bpe":
+            kind = f"bpe{h.bpe_vocab_size}"
+        elif self.wordpiece is not None:  # keyed by the WordPiece itself, not by where it is
+            kind = "wordpiece" + self.wordpiece.fingerprint()[:12]
         return f"{kind}-val{h.val_fraction}"
 
     def _entry(self) -> tuple[Path, dict]:
@@ -109,7 +122,7 @@ class LMDataModule(ShardedDataModule):
         h = self.hparams
 
         def build(text, cut, out) -> dict:
-            return build_lm(text, cut, out, h.tokenizer, h.bpe_vocab_size)
+            return build_lm(text, cut, out, h.tokenizer, h.bpe_vocab_size, self.wordpiece)
 
         need = {  # one batch of windows (and their targets) to train on, one window to validate
             "train": (h.block_size + h.batch_size, "training tokens"),

@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from wavelab.data.stream import PIECE_CHARS, TextStream
-from wavelab.data.tokenizers import BPETokenizer, CharTokenizer, check_kind
+from wavelab.data.tokenizers import (
+    BPETokenizer,
+    CharTokenizer,
+    TextTokenizer,
+    WordPieceTokenizer,
+    check_kind,
+)
 from wavelab.data.writer import EntryWriter, token_dtype
 
 BATCH_PIECES = 8  # pieces per parallel encode_batch call: a few MB of text at a time
@@ -100,14 +106,27 @@ def _batches(pieces: Iterable[str], n: int) -> Iterator[list[str]]:
         yield batch
 
 
-def build_lm(text: TextStream, cut: int, out: EntryWriter, kind: str, bpe_vocab_size: int) -> dict:
-    """Writes the ``train`` and ``val`` arrays of ``kind`` (char or bpe); returns their meta."""
+def build_lm(
+    text: TextStream,
+    cut: int,
+    out: EntryWriter,
+    kind: str,
+    bpe_vocab_size: int,
+    wordpiece: WordPieceTokenizer | None = None,
+) -> dict:
+    """Writes the ``train`` and ``val`` arrays of ``kind`` (char, bpe, or wordpiece, which is
+    the given ``wordpiece``); returns their meta."""
     check_kind(kind, bpe_vocab_size)
+    tok: TextTokenizer
     if kind == "char":
         tok = CharTokenizer.from_pieces(text.pieces())
         out.reserve(text.scanned.n_chars * token_dtype(tok.vocab_size).itemsize, text.describe)
-    else:
+    elif kind == "bpe":
         tok = BPETokenizer.train_from_lines(lines(text.head(cut)), bpe_vocab_size)
+    elif wordpiece is None:
+        raise ValueError("a wordpiece build needs the tokenizer (data.wordpiece_from)")
+    else:
+        tok = wordpiece
     for split, pieces in split_pieces(text, cut):
         array = out.array(split, tok.vocab_size)
         if kind == "char":

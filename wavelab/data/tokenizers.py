@@ -1,12 +1,16 @@
-"""Tokenizers for language modelling: characters, and a byte-level BPE trained offline.
+"""Tokenizers for language modelling: characters, a byte-level BPE trained offline, and the
+WordPiece of a BERT-style encoder (its ``tokenizer.json``), so that a language model can read
+the very tokens a WavGPT code holds.
 
-Both serialise to a plain dict (``to_dict``/``tokenizer_from_dict``) so a checkpoint carries the
+All serialise to a plain dict (``to_dict``/``tokenizer_from_dict``) so a checkpoint carries the
 exact tokenizer it was trained with.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -14,7 +18,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from wavelab.core.errors import ConfigError
 
-TOKENIZER_KINDS = ("char", "bpe")
+TOKENIZER_KINDS = ("char", "bpe", "wordpiece")
 
 
 class TextTokenizer(Protocol):
@@ -120,6 +124,59 @@ class BPETokenizer:
         return {"kind": self.kind, "json": self._tok.to_str()}
 
 
+class WordPieceTokenizer:
+    """An encoder's own WordPiece, as its ``tokenizer.json`` defines it (normalization, lower
+    case, pre-tokenization), without the special tokens it adds around a text."""
+
+    kind = "wordpiece"
+
+    def __init__(self, tokenizer: Tokenizer):
+        self._tok = tokenizer
+        # ids may skip numbers (a vocab.txt that lists a piece twice): size the model by the top
+        self.vocab_size = max(tokenizer.get_vocab().values()) + 1
+
+    @classmethod
+    def from_model_dir(cls, name_or_path: str) -> WordPieceTokenizer:
+        """The tokenizer of ``data.wordpiece_from``: a model directory holding tokenizer.json,
+        or a packaged model (``packaged:all-MiniLM-L6-v2``)."""
+        from wavelab.core.packaged import packaged_model_dir
+
+        key = "data.wordpiece_from"
+        path = Path(packaged_model_dir(name_or_path, key) or name_or_path).expanduser()
+        if not (path / "tokenizer.json").is_file():
+            raise ConfigError(
+                f"{key}={name_or_path!r} is invalid: {path / 'tokenizer.json'} does not exist "
+                "(give a model directory with a tokenizer.json, or packaged:all-MiniLM-L6-v2)"
+            )
+        tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        if not isinstance(tok.model, models.WordPiece):
+            raise ConfigError(
+                f"{key}={name_or_path!r} is invalid: its tokenizer is a "
+                f"{type(tok.model).__name__}, not a WordPiece"
+            )
+        return cls(tok)
+
+    def vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab()
+
+    def fingerprint(self) -> str:
+        """sha256 of its JSON: the same WordPiece, wherever it was loaded from."""
+        return hashlib.sha256(self._tok.to_str().encode()).hexdigest()
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids, encoded in parallel on every core."""
+        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "json": self._tok.to_str()}
+
+
 def check_kind(kind: str, bpe_vocab_size: int) -> None:
     """ConfigError unless ``kind`` and ``bpe_vocab_size`` make a tokenizer."""
     if kind == "bpe":
@@ -128,7 +185,7 @@ def check_kind(kind: str, bpe_vocab_size: int) -> None:
                 f"data.bpe_vocab_size={bpe_vocab_size} is invalid: must be >= 257 "
                 "(256 byte symbols plus at least one merge)"
             )
-    elif kind != "char":
+    elif kind not in TOKENIZER_KINDS:
         raise ConfigError(
             f"data.tokenizer={kind!r} is invalid: allowed are {', '.join(TOKENIZER_KINDS)}"
         )
@@ -140,7 +197,11 @@ def train_tokenizer(kind: str, text: str, bpe_vocab_size: int) -> TextTokenizer:
     check_kind(kind, bpe_vocab_size)
     if kind == "char":
         return CharTokenizer.train(text)
-    return BPETokenizer.train(text, bpe_vocab_size)
+    if kind == "bpe":
+        return BPETokenizer.train(text, bpe_vocab_size)
+    raise ValueError(
+        f"a {kind} tokenizer is loaded (WordPieceTokenizer.from_model_dir), not trained"
+    )
 
 
 def tokenizer_from_dict(d: Mapping) -> TextTokenizer:
@@ -154,7 +215,12 @@ def tokenizer_from_dict(d: Mapping) -> TextTokenizer:
             return BPETokenizer(Tokenizer.from_str(d["json"]))
         except Exception as e:  # tokenizers raises a bare Exception for unparsable JSON
             raise ValueError(f"the tokenizer's BPE JSON is unreadable: {e}") from None
-    if kind in ("char", "bpe"):
+    if kind == "wordpiece" and isinstance(d.get("json"), str):
+        try:
+            return WordPieceTokenizer(Tokenizer.from_str(d["json"]))
+        except Exception as e:  # tokenizers raises a bare Exception for unparsable JSON
+            raise ValueError(f"the tokenizer's WordPiece JSON is unreadable: {e}") from None
+    if kind in TOKENIZER_KINDS:
         field = "chars" if kind == "char" else "json"
         raise ValueError(f"the {kind} tokenizer has no {field!r} string")
-    raise ValueError(f"the tokenizer kind is {kind!r}: it must be 'char' or 'bpe'")
+    raise ValueError(f"the tokenizer kind is {kind!r}: it must be one of {TOKENIZER_KINDS}")

@@ -68,6 +68,11 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         self.val_loss_best = MinMetric()
 
     @property
+    def context_size(self) -> int:
+        """The most tokens ``forward`` reads at once (a longer context must be cropped)."""
+        return self.net.config.block_size
+
+    @property
     def uses_prev_block(self) -> bool:
         return self.net.mode == "prev_block"
 

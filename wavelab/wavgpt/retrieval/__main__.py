@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from wavelab.core.cli import checked_device, hydra_entry, literal_overrides, required
-from wavelab.core.errors import ConfigError
+from wavelab.core.cli import checked_device, hydra_entry, literal_overrides
 from wavelab.core.user_files import output_file, write_output
+from wavelab.wavgpt.held_out import (
+    checked_count,
+    ckpt_path_list,
+    held_out_batches,
+    load_wavgpt_modules,
+)
 
 log = logging.getLogger("wavelab.wavgpt.retrieval")
 
@@ -30,16 +34,6 @@ COLUMNS = (
     "recall_at_10",
     "spearman",
 )
-
-
-def checked_count(cfg: DictConfig, key: str, allow_none: bool) -> int | None:
-    value = cfg.get(key)
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        allowed = "an integer >= 1" + (" or null" if allow_none else "")
-        raise ConfigError(f"{key}={value!r} is invalid: must be {allowed}")
-    return value
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
@@ -59,38 +53,16 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
-    required(cfg, "ckpt_paths")
-    paths = cfg.ckpt_paths
-    paths = [str(p) for p in (paths if OmegaConf.is_list(paths) else [paths])]
-    if not paths:
-        raise ConfigError("ckpt_paths=[] is invalid: give at least one WavGPT checkpoint")
+    paths = ckpt_path_list(cfg, "ckpt_paths")
     max_blocks = checked_count(cfg, "max_blocks", allow_none=True)
     batch_size = checked_count(cfg, "batch_size", allow_none=False)
     device = checked_device(str(cfg.device))
     out = output_file(str(cfg.out), "out", protect=paths) if cfg.out is not None else None
 
-    from wavelab.core.checkpoints import load_module
-    from wavelab.core.config import instantiate
-    from wavelab.core.saved_config import run_data_config
-    from wavelab.wavgpt.module import WavGPTModule
     from wavelab.wavgpt.retrieval.scale import retrieval_at_scale
 
-    modules = {}
-    for path in paths:
-        module = load_module(path, map_location=device)
-        if not isinstance(module, WavGPTModule):
-            raise ConfigError(
-                f"ckpt_paths: {path!r} holds a {type(module).__name__}, not a WavGPT checkpoint"
-            )
-        modules[path] = module.eval()
-    data_cfg = run_data_config(Path(paths[0]).expanduser())
-    if data_cfg is None:
-        raise ConfigError(f"ckpt_paths: {paths[0]!r} has no saved run config beside it")
-    overrides = {"num_val_blocks": max_blocks, "batch_size": batch_size, "teacher_cache": False}
-    data = instantiate(OmegaConf.merge(data_cfg, overrides), "data")
-    data.prepare_data()
-    data.setup("validate")
-    batches = ({k: v.to(device) for k, v in b.items()} for b in data.val_dataloader())
+    modules = load_wavgpt_modules(paths, device, "ckpt_paths")
+    batches = held_out_batches(paths[0], max_blocks, batch_size, device, "ckpt_paths")
     results = retrieval_at_scale(modules, batches)
     print(table(results))
     if out is not None:
