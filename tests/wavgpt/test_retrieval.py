@@ -66,7 +66,11 @@ def test_it_reproduces_the_runs_figures_on_their_blocks_and_scores_every_block(r
             assert mine[key] == pytest.approx(final[f"val/{key}"], rel=1e-4, abs=1e-5), key
     references = scored["references"]
     final = json.loads((made["wavelet"] / "metrics.json").read_text())["final"]
-    for key in ("two_part_8bit/bits_per_token", "two_part_1bit/spearman", "lzma_block_bits_per_token"):
+    for key in (
+        "two_part_8bit/bits_per_token",
+        "two_part_1bit/spearman",
+        "lzma_block_bits_per_token",
+    ):
         assert references[f"ref/{key}"] == pytest.approx(final[f"ref/{key}"], rel=1e-6), key
 
     every = tmp_path / "every.json"
