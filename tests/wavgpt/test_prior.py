@@ -16,6 +16,7 @@ from transformers import AutoTokenizer
 from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError
 from wavelab.data.lm import LMDataModule
+from wavelab.wavgpt.codec import WavGPTCodec
 from wavelab.wavgpt.prior import PriorDecoder, PriorSettings, check_prior
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -160,8 +161,8 @@ def test_a_prior_must_be_a_language_model_on_the_encoders_wordpiece(made, tiny_e
         check_prior(load_module(str(ckpts["wavgpt"])), vocab, "prior")
     with pytest.raises(ConfigError, match="not the encoder's"):
         check_prior(load_module(str(ckpts["prior"])), {"[PAD]": 0}, "prior")
-    with pytest.raises(ConfigError, match=r"prior.beam=0"):
-        PriorSettings(beam=0)
+    with pytest.raises(ConfigError, match=r"prior_beam=0 is invalid"):
+        PriorSettings.checked(0.5, 0, 8, prefix="prior_")
 
 
 def test_the_entry_reproduces_the_runs_figures_at_weight_0(made, tmp_path):
@@ -181,3 +182,24 @@ def test_the_entry_reproduces_the_runs_figures_at_weight_0(made, tmp_path):
     assert_clean_error(entry("wavgpt.prior_eval", *args[:2], "weights=[-1]"), "weights=[-1]")
     bad = [f"ckpt_paths=[{ckpts['wavgpt']}]", f"prior={ckpts['char']}"]
     assert_clean_error(entry("wavgpt.prior_eval", *bad), "prior=", "char")
+
+
+def test_the_codec_decodes_with_a_prior_and_refuses_a_wrong_one(made):
+    entry, ckpts, _ = made
+
+    codec = WavGPTCodec.from_checkpoint(ckpts["wavgpt"])
+    codes = codec.encode(["the wave let lab", "a text is in it"])
+    plain = codec.decode(codes)
+    lm = load_module(str(ckpts["prior"]))
+    codec.prior = PriorDecoder(lm, PriorSettings(weight=0.0))
+    assert codec.decode(codes) == plain  # λ = 0: the head alone
+    codec.prior = PriorDecoder(lm, PriorSettings(weight=1.0))
+    assert len(codec.decode(codes)) == 2
+    args = ["roundtrip", f"ckpt_path={ckpts['wavgpt']}", "text=the wave let lab"]
+    result = entry("wavgpt.codec", *args, f"prior={ckpts['prior']}", "prior_weight=1")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "decoded:" in result.stdout
+    assert_clean_error(entry("wavgpt.codec", *args, f"prior={ckpts['char']}"), "prior=", "char")
+    assert_clean_error(
+        entry("wavgpt.codec", *args, f"prior={ckpts['prior']}", "prior_beam=0"), "prior_beam=0"
+    )

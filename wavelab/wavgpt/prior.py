@@ -34,13 +34,15 @@ class PriorSettings:
     beam: int = 4  # hypotheses kept per position
     candidates: int = 8  # the head's most likely tokens tried at each position
 
-    def __post_init__(self) -> None:
-        if not (isinstance(self.weight, int | float) and self.weight >= 0):
-            raise ConfigError(f"prior.weight={self.weight!r} is invalid: must be a number >= 0")
-        for key in ("beam", "candidates"):
-            value = getattr(self, key)
+    @classmethod
+    def checked(cls, weight, beam, candidates, prefix: str = "") -> PriorSettings:
+        """The settings from config values; ConfigError naming the key ``<prefix><field>``."""
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            raise ConfigError(f"{prefix}weight={weight!r} is invalid: must be a number >= 0")
+        for key, value in (("beam", beam), ("candidates", candidates)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"prior.{key}={value!r} is invalid: must be an integer >= 1")
+                raise ConfigError(f"{prefix}{key}={value!r} is invalid: must be an integer >= 1")
+        return cls(float(weight), beam, candidates)
 
 
 def check_prior(lm: L.LightningModule, encoder_vocab: dict[str, int], where: str) -> None:

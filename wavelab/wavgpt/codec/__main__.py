@@ -24,7 +24,7 @@ log = logging.getLogger("wavelab.wavgpt.codec")
 
 VERBS = ("encode", "decode", "roundtrip")
 # Keys whose values are free text or file names, passed to Hydra literally.
-LITERAL_KEYS = ("ckpt_path", "text", "out", "code", "code_file")
+LITERAL_KEYS = ("ckpt_path", "text", "out", "code", "code_file", "prior")
 
 
 def given(key: str, value: str, limit: int = 40) -> str:
@@ -82,6 +82,16 @@ def checked_out(cfg: DictConfig) -> Path | None:
     )
 
 
+def load_prior(path: str, settings, codec, device: str):
+    """The ``prior=`` language model as a PriorDecoder for ``codec``; ConfigError naming it."""
+    from wavelab.core.checkpoints import load_module
+    from wavelab.wavgpt.prior import PriorDecoder, check_prior
+
+    lm = load_module(path, map_location=device, key="prior")
+    check_prior(lm, codec.tokenizer.get_vocab(), f"prior={path!r}")
+    return PriorDecoder(lm, settings)
+
+
 def run(cfg: DictConfig) -> None:
     verb = None if OmegaConf.is_missing(cfg, "verb") else cfg.verb
     if verb not in VERBS:
@@ -94,10 +104,19 @@ def run(cfg: DictConfig) -> None:
     else:
         text = required(cfg, "text")
     out = checked_out(cfg) if verb == "encode" else None
+    settings = None
+    if cfg.get("prior") is not None:
+        from wavelab.wavgpt.prior import PriorSettings
+
+        settings = PriorSettings.checked(
+            cfg.prior_weight, cfg.prior_beam, cfg.prior_candidates, prefix="prior_"
+        )
 
     from wavelab.wavgpt.codec.api import WavGPTCodec
 
     codec = WavGPTCodec.from_checkpoint(ckpt_path, map_location=device)
+    if settings is not None:
+        codec.prior = load_prior(str(cfg.prior), settings, codec, device)
     if verb == "decode":
         try:
             codec.check(code)

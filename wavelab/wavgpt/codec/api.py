@@ -23,6 +23,7 @@ from wavelab.wavgpt.distortion import mean_pool
 
 if TYPE_CHECKING:  # never executed: no import edge to the Lightning module at run time
     from wavelab.wavgpt.module import WavGPTModule
+    from wavelab.wavgpt.prior import PriorDecoder
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,14 @@ class WavGPTCodec:
         module: WavGPTModule,
         tokenizer=None,
         batch_size: int = 16,
+        prior: PriorDecoder | None = None,
     ) -> None:
         """Codes carry their values at the module's ``value_bits`` and ``value_scale``: what
         its refiner was trained to decode. ``batch_size``: texts per forward; decode runs at the
         real tokens only, so the cost per text hardly depends on it (``python -m wavelab.bench
-        codec`` measures it), and it bounds the (B, T, V) logits chunk of decoding."""
+        codec`` measures it), and it bounds the (B, T, V) logits chunk of decoding. ``prior``:
+        decode each block by beam search under a language model (``wavgpt.prior``) instead of
+        the head's argmax per position; the code is the same either way."""
         # transformers: imported only once a model is at hand, so `--help` stays fast
         from wavelab.wavgpt.encoder import load_tokenizer, weights_fingerprint
 
@@ -82,6 +86,7 @@ class WavGPTCodec:
         self.d = module.encoder.d
         self.encoder_fingerprint = bytes.fromhex(module.encoder.fingerprint)
         self.compressor = bytes.fromhex(weights_fingerprint(module.core))
+        self.prior = prior
 
     @classmethod
     def from_checkpoint(
@@ -226,6 +231,8 @@ class WavGPTCodec:
 
     def _head_texts(self, h: Tensor, mask: Tensor) -> list[str]:
         """The head's argmax at the real tokens only (padding is never read): (B, T) ids."""
+        if self.prior is not None:
+            return self._prior_texts(h, mask)
         real = mask.bool()
         states = h[real]  # (N, d), N real tokens in all
         # Chunked: the logits (rows, vocab) are the largest tensor of the pipeline.
@@ -236,6 +243,14 @@ class WavGPTCodec:
         ids = torch.zeros(real.shape, dtype=torch.long, device=h.device)
         ids[real] = best
         return self.ids_to_texts(ids.cpu(), mask.cpu())
+
+    def _prior_texts(self, h: Tensor, mask: Tensor) -> list[str]:
+        """Each block decoded by the prior's beam search over the head's log-probabilities."""
+        ids = torch.zeros(mask.shape, dtype=torch.long)
+        for b, n in enumerate(mask.sum(1).tolist()):
+            head_logp = torch.log_softmax(self.module.encoder.logits(h[b, :n]).float(), dim=-1)
+            ids[b, :n] = torch.tensor(self.prior.decode(head_logp))
+        return self.ids_to_texts(ids, mask.cpu())
 
     # --- similarity and size ------------------------------------------------------------------
 

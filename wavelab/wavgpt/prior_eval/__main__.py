@@ -53,7 +53,7 @@ def run(cfg: DictConfig) -> dict:
     paths = ckpt_path_list(cfg, "ckpt_paths")
     prior_path = required(cfg, "prior")
     weights = checked_weights(cfg)
-    settings = PriorSettings(beam=cfg.beam, candidates=cfg.candidates)
+    settings = PriorSettings.checked(0.0, cfg.beam, cfg.candidates)
     max_blocks = checked_count(cfg, "max_blocks", allow_none=True)
     batch_size = checked_count(cfg, "batch_size", allow_none=False)
     device = checked_device(str(cfg.device))
