@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers.cli import Entry, assert_clean_error
 from helpers.small import WAVGPT_SMALL
+from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
 from wavelab.core.checkpoints import load_module
@@ -84,9 +85,15 @@ def encoder_vocab(tiny_encoder_dir) -> dict[str, int]:
 def test_the_wordpiece_lm_data_is_the_encoders_ids_of_the_text(tiny_encoder_dir, tmp_path):
     text = "The wave, let lab!\nA text is in it.\n" * 50
     (tmp_path / "t.txt").write_text(text)
+    # as a real encoder's tokenizer.json does, this one truncates to its model's length
+    truncating = tmp_path / "encoder"
+    truncating.mkdir()
+    tokenizer = Tokenizer.from_file(str(tiny_encoder_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(16)
+    tokenizer.save(str(truncating / "tokenizer.json"))
     data = LMDataModule(
         tokenizer="wordpiece",
-        wordpiece_from=str(tiny_encoder_dir),
+        wordpiece_from=str(truncating),
         path=str(tmp_path / "t.txt"),
         block_size=8,
         batch_size=2,

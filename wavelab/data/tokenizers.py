@@ -131,6 +131,10 @@ class WordPieceTokenizer:
     kind = "wordpiece"
 
     def __init__(self, tokenizer: Tokenizer):
+        # An encoder's tokenizer.json may truncate and pad to its model's length: a corpus piece
+        # must keep every token.
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
         self._tok = tokenizer
         # ids may skip numbers (a vocab.txt that lists a piece twice): size the model by the top
         self.vocab_size = max(tokenizer.get_vocab().values()) + 1
