@@ -121,6 +121,8 @@ def random_head(n: int, vocab: int, seed: int) -> torch.Tensor:
 def test_weight_0_is_the_heads_argmax(made):
     _, ckpts, _ = made
     lm = load_module(str(ckpts["prior"]))
+    ids = torch.randint(lm.tokenizer.vocab_size, (3, 7))
+    assert torch.allclose(lm.next_token_logits(ids), lm(ids)[:, -1], atol=1e-6)
     decoder = PriorDecoder(lm, PriorSettings(weight=0.0))
     for n, seed in ((2, 0), (5, 1), (17, 2), (40, 3)):
         head = random_head(n, lm.tokenizer.vocab_size, seed)

@@ -41,7 +41,7 @@ class ModelSpec:
     end-of-run summary shows, in order. ``check_config``: checks of the composed config that
     raise ConfigError, run before any data is prepared or cached. ``generates_text``: whether
     it is a language model that ``python -m wavelab.sample`` and a decoding prior can use: the
-    module has ``generate_text``, ``forward(ids)`` giving (B, T, V) next-token logits,
+    module has ``generate_text``, ``next_token_logits(ids)`` giving (B, V) logits of the next token,
     ``tokenizer`` and ``context_size``; ``use_instead``
     says what to run otherwise. ``flops_per_token``: training FLOPs per token of a module, for
     the throughput callback's MFU (None: not known).

@@ -329,6 +329,14 @@ class GPT(nn.Module):
 
         Returns logits (B, T, vocab) and the mean cross-entropy when targets are given.
         """
+        logits = self.lm_head(self.features(idx, prev_idx))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+        return logits, loss
+
+    def features(self, idx: torch.Tensor, prev_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) ids -> (B, T, C) the final normed states that the head reads."""
         T = idx.size(1)
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
@@ -339,11 +347,12 @@ class GPT(nn.Module):
             x = block(x)
         if self.mode is not None:
             x = x + self.wavenet_gate * self._branch(tok_emb, prev_idx)
-        logits = self.lm_head(self.transformer.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
-        return logits, loss
+        return self.transformer.ln_f(x)
+
+    def next_token_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, vocab) logits of the token after each sequence: the head at the
+        last position only."""
+        return self.lm_head(self.features(idx)[:, -1])
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """nanoGPT's split: matrices (linear, conv, embedding) decay; biases, norms, gates do not."""

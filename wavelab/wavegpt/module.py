@@ -79,6 +79,10 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x, prev_idx=x_prev if self.uses_prev_block else None)[0]
 
+    def next_token_logits(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, vocab) logits of the next token (a decoding prior's question)."""
+        return self.net.next_token_logits(ids)
+
     def _step(self, batch):
         x_prev, x, y = batch
         logits, loss = self.net(x, y, prev_idx=x_prev if self.uses_prev_block else None)

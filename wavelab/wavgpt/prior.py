@@ -93,7 +93,9 @@ class PriorDecoder:
         scores = cand_logp[0, : s.beam].clone()
         for t in range(1, len(body)):
             context = beams[:, -self.context :]  # (W, ≤ context)
-            prior = torch.log_softmax(self.lm(context.to(self.lm.device))[:, -1].float(), -1)
+            prior = torch.log_softmax(
+                self.lm.next_token_logits(context.to(self.lm.device)).float(), -1
+            )
             prior = prior.to(device)[:, cand_ids[t]]  # (W, c)
             total = scores[:, None] + cand_logp[t][None, :] + s.weight * prior  # (W, c)
             scores, flat = total.flatten().topk(min(s.beam, total.numel()))
@@ -109,6 +111,6 @@ class PriorDecoder:
         with torch.inference_mode():
             for t in range(1, len(body)):
                 context = torch.tensor([body[max(0, t - self.context) : t]], device=self.lm.device)
-                prior = torch.log_softmax(self.lm(context)[0, -1].float(), -1)
+                prior = torch.log_softmax(self.lm.next_token_logits(context)[0].float(), -1)
                 total += s.weight * float(prior[body[t]])
         return total
