@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from wavelab.wavgpt.code.quantize import FP16_MAX, dequantize, int_levels, quantize
-
-__all__ = ["FP16_MAX", "dequantized", "quantized", "values_from_bytes", "values_to_bytes"]
+from wavelab.wavgpt.code.quantize import dequantize, int_levels, quantize
 
 
 def values_to_bytes(values: np.ndarray, value_bits: int, scale: np.ndarray | None) -> bytes:
