@@ -61,7 +61,7 @@ from wavelab.wavgpt.code.positions import (
     decode_positions,
     encode_positions,
 )
-from wavelab.wavgpt.code.quantize import SCALE_BITS, VALUE_BITS, fp16_ceil
+from wavelab.wavgpt.code.quantize import FP16_MAX, SCALE_BITS, VALUE_BITS, fp16_ceil
 from wavelab.wavgpt.code.sizes import (
     COMPRESSOR_FINGERPRINT_BYTES,
     CRC,
@@ -76,7 +76,6 @@ from wavelab.wavgpt.code.sizes import (
     value_bytes,
 )
 from wavelab.wavgpt.code.values import (
-    FP16_MAX,
     dequantized,
     quantized,
     values_from_bytes,
