@@ -89,6 +89,8 @@ def test_pairwise_spearman_matches_scipy():
     i, j = torch.triu_indices(40, 40, offset=1)
     expected = stats.spearmanr((unit_d[i] * unit_d[j]).sum(-1), (unit_o[i] * unit_o[j]).sum(-1))
     assert pairwise_spearman(decoded, original).item() == pytest.approx(expected[0], abs=1e-6)
+    chunked = pairwise_spearman(decoded, original, pairs_at_once=7)  # 780 pairs, 112 chunks
+    assert chunked.item() == pytest.approx(expected[0], abs=1e-6)
     assert pairwise_spearman(original, original).item() == pytest.approx(1.0)
     sampled = pairwise_spearman(decoded, original, max_pairs=500)  # drawn pairs, not all 780
     assert sampled.item() == pytest.approx(expected[0], abs=0.1)

@@ -54,12 +54,17 @@ def recall_at_k(decoded: Tensor, original: Tensor, k: int, rows: int = 1024) -> 
 
 
 def pairwise_spearman(
-    decoded: Tensor, original: Tensor, max_pairs: int = 200_000, seed: int = 0
+    decoded: Tensor,
+    original: Tensor,
+    max_pairs: int = 200_000,
+    seed: int = 0,
+    pairs_at_once: int = 8192,
 ) -> Tensor:
     """Spearman's rank correlation between the cosine similarities of pairs of blocks under the
     decoded embeddings (N, d) and under the originals (N, d): every pair i < j when there are at
     most ``max_pairs``, else ``max_pairs`` pairs drawn uniformly (i != j) with ``seed``. Ties
-    get distinct ranks (cosines of real embeddings rarely tie)."""
+    get distinct ranks (cosines of real embeddings rarely tie). ``pairs_at_once``: cosines
+    computed together, bounding the (pairs, d) gathered embeddings."""
     n = len(decoded)
     if n < 3:
         raise ValueError(f"{n} blocks are too few for a rank correlation: need at least 3")
@@ -72,7 +77,8 @@ def pairwise_spearman(
     ranks = []
     for embeddings in (decoded, original):
         unit = F.normalize(embeddings.float().cpu(), dim=-1)
-        cosines = (unit[i] * unit[j]).sum(-1)  # (pairs,)
+        chunks = zip(i.split(pairs_at_once), j.split(pairs_at_once))
+        cosines = torch.cat([(unit[a] * unit[b]).sum(-1) for a, b in chunks])  # (pairs,)
         order = torch.arange(len(cosines), dtype=cosines.dtype)
         ranks.append(torch.empty_like(cosines).scatter_(0, cosines.argsort(), order))
     return torch.corrcoef(torch.stack(ranks))[0, 1]
