@@ -43,3 +43,18 @@ WAVGPT_SMALL = [
     "model.refine_heads=2",
     "model.kd_top_k=8",  # a small teacher cache
 ]
+
+
+def tiny_wavgpt_run(encoder_dir: Path, corpus: Path) -> list[str]:
+    """A WavGPT run of the real entry point small enough for a fixture: the tiny encoder on
+    ``corpus``, live teacher, 4 steps, validated at the last."""
+    return [
+        "model=wavgpt",
+        f"model.encoder.name_or_path={encoder_dir}",
+        *WAVGPT_SMALL,
+        f"data.path={corpus}",
+        "data.teacher_cache=false",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=4",
+        "model.scheduler.warmup_steps=1",
+    ]

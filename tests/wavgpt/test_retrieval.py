@@ -8,11 +8,11 @@ import json
 
 import pytest
 from helpers.cli import assert_clean_error
-from helpers.small import WAVGPT_SMALL
+from helpers.small import tiny_wavgpt_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-VAL_BLOCKS = 8  # WAVGPT_SMALL's data.num_val_blocks
+VAL_BLOCKS = 8  # tiny_wavgpt_run's data.num_val_blocks
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,7 @@ def runs(tmp_path_factory, tiny_encoder_dir, corpus_file):
     root = tmp_path_factory.mktemp("retrieval")
     (root / "work").mkdir()
     entry = Entry(root / "work", root / "cache")
-    common = [
-        "model=wavgpt",
-        f"model.encoder.name_or_path={tiny_encoder_dir}",
-        *WAVGPT_SMALL,
-        f"data.path={corpus_file}",
-        "data.teacher_cache=false",
-        "trainer.max_steps=4",
-        "trainer.val_check_interval=4",
-        "model.scheduler.warmup_steps=1",
-    ]
+    common = tiny_wavgpt_run(tiny_encoder_dir, corpus_file)
     made = {}
     for name, extra in {
         "wavelet": ["model.keep_ratio=0.25"],
