@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 from helpers.cli import Entry, assert_clean_error
-from helpers.small import WAVGPT_SMALL
+from helpers.small import tiny_wavgpt_run
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer
 
@@ -59,16 +59,7 @@ def made(tmp_path_factory, tiny_encoder_dir, corpus_file):
             "trainer.max_steps=5",
             "trainer.val_check_interval=5",
         ],
-        "wavgpt": [
-            "model=wavgpt",
-            f"model.encoder.name_or_path={tiny_encoder_dir}",
-            *WAVGPT_SMALL,
-            f"data.path={corpus_file}",
-            "data.teacher_cache=false",
-            "trainer.max_steps=4",
-            "trainer.val_check_interval=4",
-            "model.scheduler.warmup_steps=1",
-        ],
+        "wavgpt": tiny_wavgpt_run(tiny_encoder_dir, corpus_file),
     }
     ckpts = {}
     for name, args in runs.items():
@@ -187,7 +178,16 @@ def test_the_entry_reproduces_the_runs_figures_at_weight_0(made, tmp_path):
     assert plain["acc"] == pytest.approx(final["val/acc"], abs=1e-6)
     assert plain["exact_blocks"] == pytest.approx(final["val/exact_blocks"], abs=1e-6)
     assert plain["bits_per_token"] == pytest.approx(final["val/bits_per_token"], rel=1e-5)
-    assert 0 <= scored[f"{ckpts['wavgpt']} weight=1.0"]["acc"] <= 1
+    for weight in ("0.0", "1.0"):
+        row = scored[f"{ckpts['wavgpt']} weight={weight}"]
+        assert 0 <= row["acc"] <= row["acc_candidates"] <= 1  # a decoded token is a candidate
+        assert row["exact_blocks"] <= row["exact_blocks_candidates"]
+    one = tmp_path / "one.json"
+    result = entry("wavgpt.prior_eval", *args, "weights=[0]", "candidates=1", f"out={one}")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    argmax = json.loads(one.read_text())[f"{ckpts['wavgpt']} weight=0.0"]
+    assert argmax["acc_candidates"] == pytest.approx(plain["acc"])  # one candidate: the argmax
+    assert argmax["exact_blocks_candidates"] == pytest.approx(plain["exact_blocks"])
     assert_clean_error(entry("wavgpt.prior_eval", *args[:2], "weights=[-1]"), "weights=[-1]")
     bad = [f"ckpt_paths=[{ckpts['wavgpt']}]", f"prior={ckpts['char']}"]
     assert_clean_error(entry("wavgpt.prior_eval", *bad), "prior=", "char")

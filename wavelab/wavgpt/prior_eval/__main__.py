@@ -25,7 +25,14 @@ from wavelab.wavgpt.held_out import (
 log = logging.getLogger("wavelab.wavgpt.prior_eval")
 
 LITERAL_KEYS = ("prior", "out")
-COLUMNS = ("bits_per_token", "acc", "exact_blocks", "decode_cpu_s_per_block")
+COLUMNS = (
+    "bits_per_token",
+    "acc",
+    "exact_blocks",
+    "acc_candidates",
+    "exact_blocks_candidates",
+    "decode_cpu_s_per_block",
+)
 
 
 def checked_weights(cfg: DictConfig) -> list[float]:
