@@ -30,7 +30,7 @@ from wavelab.core.errors import ConfigError
 class PriorSettings:
     """How strongly and how widely a prior decodes."""
 
-    weight: float = 0.5  # λ: the prior's log-probabilities' weight; 0: the head alone
+    weight: float = 0.1  # λ: the prior's log-probabilities' weight; 0: the head alone
     beam: int = 4  # hypotheses kept per position
     candidates: int = 8  # the head's most likely tokens tried at each position
 
