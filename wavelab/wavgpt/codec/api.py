@@ -277,7 +277,15 @@ class WavGPTCodec:
         refined: bool = False,
     ) -> Tensor:
         """(len(a), len(b)) cosine similarities of ``embed``; the diagonal of
-        ``similarity(x, y)`` holds the pairwise ones."""
+        ``similarity(x, y)`` holds the pairwise ones.
+
+        How far these similarities can be trusted is what ``python -m wavelab.wavgpt.retrieval``
+        measures for a checkpoint on every held-out block of its run: recall@1 and recall@10
+        (does each code find its own text's embedding among all of them?) and the Spearman
+        correlation of pairwise cosines with the uncompressed embeddings (does the order of
+        similarities survive, as an STS-style use needs?), before the refiner and after it,
+        beside the two-part code (the embedding quantized, plus the text compressed) at the
+        same blocks; experiments/README.md reports them per method and rate."""
         return self.embed(a, refined) @ self.embed(b, refined).T
 
     def size(self, code: SparseCode) -> CodeSize:
