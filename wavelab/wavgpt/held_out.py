@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from wavelab.core.errors import ConfigError
+from wavelab.core.heap import trim_heap
 
 
 def ckpt_path_list(cfg: DictConfig, key: str) -> list[str]:
@@ -55,7 +56,8 @@ def held_out_batches(
 ) -> Iterator[dict[str, Tensor]]:
     """The validation blocks of the run that wrote ``ckpt_path`` (its saved data config, never
     its teacher cache), the first ``max_blocks`` evenly spaced ones or (None) all, on
-    ``device``."""
+    ``device``; the heap is trimmed after each batch is used (``core.heap``), so a pass over
+    thousands of them does not keep what their tensors freed."""
     from wavelab.core.config import instantiate
     from wavelab.core.saved_config import run_data_config
 
@@ -68,3 +70,4 @@ def held_out_batches(
     data.setup("validate")
     for batch in data.val_dataloader():
         yield {k: v.to(device) for k, v in batch.items()}
+        trim_heap()  # what the caller freed of this batch goes back to the system

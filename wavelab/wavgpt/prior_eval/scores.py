@@ -12,7 +12,6 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-from wavelab.core.heap import trim_heap
 from wavelab.wavgpt.module import WavGPTModule
 from wavelab.wavgpt.prior import PriorDecoder, PriorSettings
 from wavelab.wavgpt.retrieval.scale import check_comparable
@@ -63,7 +62,6 @@ def decode_with_prior(
                     right = sum(int(x == y) for x, y in zip(decoded, ids[b, :n].tolist()))
                     total[0] += right
                     total[1] += int(right == n)
-        trim_heap()
     return {
         f"{name} weight={w}": {
             "acc": right / tokens,

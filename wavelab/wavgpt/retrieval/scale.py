@@ -3,7 +3,7 @@ against the originals and the two-part reference, in one pass over the data.
 
 The frozen encoder runs once per batch for all checkpoints (they must share it and the block
 size); only the (N, d) pooled embeddings are kept, so memory grows with the blocks' count times
-d, not with their states, and the heap is trimmed after every batch (``core.heap``). Per
+d, not with their states (``held_out_batches`` trims the heap between batches). Per
 checkpoint: the bits its codes send per token, and for the embedding read after the refiner and
 before it (``*_unrefined``) the mean cosine to the original, recall@1 and recall@10 among all
 blocks and the pairwise Spearman correlation (``validation_distortion.embedding_metrics``).
@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from wavelab.core.errors import ConfigError
-from wavelab.core.heap import trim_heap
 from wavelab.wavgpt.distortion import mean_pool
 from wavelab.wavgpt.module import WavGPTModule
 from wavelab.wavgpt.validation_distortion import ValidationDistortion, embedding_metrics
@@ -72,7 +71,6 @@ def retrieval_at_scale(
             pooled[name].unrefined.append(mean_pool(out.unrefined, mask).float())
             bits = module.core.sent_bits(out.code, module.fingerprint_bytes())  # (B,)
             pooled[name].bits_per_token += float((bits / mask.sum(1)).sum())
-        trim_heap()
     if len(originals) == 0 or n_tokens == 0:
         raise ConfigError("the data has no validation blocks to score")
     original = torch.cat(originals)
