@@ -115,7 +115,7 @@ def make_cfg(tmp_path, cache_dir, corpus_file, request):
         cfg = compose_config(base + list(overrides), tmp_path / run, config_name)
         if not small and cfg.get("data", {}).get("teacher_cache"):
             # A preset's teacher cache runs the real encoder over the whole test corpus: minutes.
-            # tests/wavgpt/test_teacher_cache.py covers the cache; presets are checked without it.
+            # tests/wavgpt/data/test_teacher_cache.py covers the cache; presets are checked without it.
             cfg.data.teacher_cache = False
         return cfg
 

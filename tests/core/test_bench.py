@@ -122,7 +122,7 @@ def test_the_codec_floor_counts_every_matrix_product_of_the_refiner():
     """The floor's multiply-adds: the token MLP, then per layer q, k, v, the output projection
     and the feed-forward, at each real token (the attention scores are left out)."""
     from wavelab.wavgpt.bench.codec import refiner_macs
-    from wavelab.wavgpt.refiner import Refiner
+    from wavelab.wavgpt.model.refiner import Refiner
 
     d, ff, layers, n = 16, 48, 2, 5
     refiner = Refiner(d, layers, heads=2, ff=ff)

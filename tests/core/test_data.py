@@ -13,7 +13,7 @@ from wavelab.data import corpora
 from wavelab.data.lm import LMDataModule, WindowDataset, fixed_starts
 from wavelab.data.source import CorpusSource
 from wavelab.data.tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
-from wavelab.wavgpt.data import WordPieceDataModule
+from wavelab.wavgpt.data.datamodule import WordPieceDataModule
 
 
 def test_windows_line_up():

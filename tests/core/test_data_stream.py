@@ -24,8 +24,8 @@ from wavelab.data.source import CorpusSource
 from wavelab.data.stream import string_stream
 from wavelab.data.tokenizers import train_tokenizer
 from wavelab.data.writer import EntryWriter
-from wavelab.wavgpt import packing
-from wavelab.wavgpt.encoder import load_tokenizer
+from wavelab.wavgpt.data import packing
+from wavelab.wavgpt.model.encoder import load_tokenizer
 
 # Whitespace runs, CR LF, a line separator, accents and an emoji around the cuts.
 TRICKY = "\n\n  \n x\r\ny\t\n\nz'll  \u2028 é\U0001f600 \n\n\n  a\n\n \n\nend  \n \n\n"

@@ -9,8 +9,8 @@ import torch
 
 from helpers.tiny_encoder import TINY_VOCAB, tiny_test_encoder
 from wavelab.wavgpt.config import WavGPTConfig
-from wavelab.wavgpt.encoder import FrozenEncoder
-from wavelab.wavgpt.lifting import LiftingDWT
+from wavelab.wavgpt.model.encoder import FrozenEncoder
+from wavelab.wavgpt.model.lifting import LiftingDWT
 
 N_SPECIAL = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] open TINY_VOCAB
 CLS, SEP = 2, 3

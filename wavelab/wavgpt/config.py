@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
-from wavelab.wavgpt.distill import KD_MODES
-from wavelab.wavgpt.lifting import resolve_levels
+from wavelab.wavgpt.model.distill import KD_MODES
+from wavelab.wavgpt.model.lifting import resolve_levels
 
 FILTER_INITS = ("dct_like", "lowpass", "uniform")
 # What codes the hidden states: the wavelet code of this file, or a baseline of baselines.py.

@@ -22,13 +22,13 @@ from wavelab.core.errors import ConfigError
 from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
-from wavelab.wavgpt.baselines import CODER_CLASSES, build_coder
+from wavelab.wavgpt.model.baselines import CODER_CLASSES, build_coder
 from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
 from wavelab.wavgpt.config import WavGPTConfig
-from wavelab.wavgpt.distill import TeacherTopK, teacher_topk
-from wavelab.wavgpt.encoder import FrozenEncoder
-from wavelab.wavgpt.losses import distillation_loss, masked_mean, token_accuracy
-from wavelab.wavgpt.validation_distortion import ValidationDistortion
+from wavelab.wavgpt.model.distill import TeacherTopK, teacher_topk
+from wavelab.wavgpt.model.encoder import FrozenEncoder
+from wavelab.wavgpt.model.losses import distillation_loss, masked_mean, token_accuracy
+from wavelab.wavgpt.model.validation_distortion import ValidationDistortion
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
     @functools.cached_property
     def tokenizer(self):
         """The encoder's tokenizer, loaded on first use (transformers: only when validating)."""
-        from wavelab.wavgpt.encoder import load_tokenizer
+        from wavelab.wavgpt.model.encoder import load_tokenizer
 
         return load_tokenizer(self.hparams.encoder["name_or_path"])
 

@@ -48,8 +48,8 @@ from wavelab.core.config import instantiate
 from wavelab.data.corpora import shakespeare_complete_works
 from wavelab.wavgpt.code.sparse_code import SparseCode
 from wavelab.wavgpt.codec.api import WavGPTCodec
-from wavelab.wavgpt.coding import Code
-from wavelab.wavgpt.screened_argmax import ScreenedArgmax
+from wavelab.wavgpt.model.coding import Code
+from wavelab.wavgpt.model.screened_argmax import ScreenedArgmax
 
 
 @dataclass

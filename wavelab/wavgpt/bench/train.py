@@ -7,7 +7,7 @@
 Two training paths run side by side, their steps interleaved so that load on the machine hits
 both alike (``PATHS``): ``live`` runs the frozen encoder and the full-vocabulary teacher and KD
 every step, as WavGPT trained before the teacher cache; ``cached`` reads the hidden states and
-the teacher's top K from ``wavelab.wavgpt.teacher_cache`` (built first if missing) and uses
+the teacher's top K from ``wavelab.wavgpt.data.teacher_cache`` (built first if missing) and uses
 sparse KD.
 
 Keys: conf/bench.yaml and conf/bench/wavgpt.yaml (``--help`` lists them). The model and data are

@@ -85,7 +85,7 @@ def checked_out(cfg: DictConfig) -> Path | None:
 def load_prior(path: str, settings, codec, device: str):
     """The ``prior=`` language model as a PriorDecoder for ``codec``; ConfigError naming it."""
     from wavelab.core.checkpoints import load_module
-    from wavelab.wavgpt.prior import PriorDecoder, check_prior
+    from wavelab.wavgpt.codec.prior import PriorDecoder, check_prior
 
     lm = load_module(path, map_location=device, key="prior")
     check_prior(lm, codec.tokenizer.get_vocab(), f"prior={path!r}")
@@ -106,7 +106,7 @@ def run(cfg: DictConfig) -> None:
     out = checked_out(cfg) if verb == "encode" else None
     settings = None
     if cfg.get("prior") is not None:
-        from wavelab.wavgpt.prior import PriorSettings
+        from wavelab.wavgpt.codec.prior import PriorSettings
 
         settings = PriorSettings.checked(
             cfg.prior_weight, cfg.prior_beam, cfg.prior_candidates, prefix="prior_"

@@ -18,12 +18,12 @@ from torch import Tensor
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.code.sparse_code import SparseCode, code_bits, overhead_bytes, scale_count
-from wavelab.wavgpt.coding import Code
-from wavelab.wavgpt.distortion import mean_pool
+from wavelab.wavgpt.model.coding import Code
+from wavelab.wavgpt.metrics.distortion import mean_pool
 
 if TYPE_CHECKING:  # never executed: no import edge to the Lightning module at run time
     from wavelab.wavgpt.module import WavGPTModule
-    from wavelab.wavgpt.prior import PriorDecoder
+    from wavelab.wavgpt.codec.prior import PriorDecoder
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class WavGPTCodec:
         decode each block by beam search under a language model (``wavgpt.prior``) instead of
         the head's argmax per position; the code is the same either way."""
         # transformers: imported only once a model is at hand, so `--help` stays fast
-        from wavelab.wavgpt.encoder import load_tokenizer, weights_fingerprint
+        from wavelab.wavgpt.model.encoder import load_tokenizer, weights_fingerprint
 
         if not module.core.has_bands:
             raise ConfigError(
@@ -110,7 +110,7 @@ class WavGPTCodec:
 
     def tokenize(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Texts -> ``[CLS] ... [SEP] [PAD]...`` input_ids and attention_mask, (B, block_size)."""
-        from wavelab.wavgpt.data import frame_blocks  # Lightning: only once texts come
+        from wavelab.wavgpt.data.datamodule import frame_blocks  # Lightning: only once texts come
 
         tok, room = self.tokenizer, self.block_size - 2
         texts = list(texts)
@@ -279,7 +279,7 @@ class WavGPTCodec:
         """(len(a), len(b)) cosine similarities of ``embed``; the diagonal of
         ``similarity(x, y)`` holds the pairwise ones.
 
-        How far these similarities can be trusted is what ``python -m wavelab.wavgpt.retrieval``
+        How far these similarities can be trusted is what ``python -m wavelab.wavgpt.study.retrieval``
         measures for a checkpoint on every held-out block of its run: recall@1 and recall@10
         (does each code find its own text's embedding among all of them?) and the Spearman
         correlation of pairwise cosines with the uncompressed embeddings (does the order of

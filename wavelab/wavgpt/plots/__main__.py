@@ -58,9 +58,9 @@ def run(cfg: DictConfig) -> list[Path]:
     out = checked_out(str(cfg.out) if cfg.out is not None else str(ckpt.with_suffix("")) + "_plots")
 
     from wavelab.core.checkpoints import load_module
-    from wavelab.wavgpt.data import WordPieceDataModule
+    from wavelab.wavgpt.data.datamodule import WordPieceDataModule
     from wavelab.wavgpt.module import WavGPTModule
-    from wavelab.wavgpt.plots import analyse, render
+    from wavelab.wavgpt.plots.figures import analyse, render
 
     module = load_module(ckpt_path, map_location=device)
     if not isinstance(module, WavGPTModule):

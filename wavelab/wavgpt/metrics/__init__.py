@@ -1,0 +1,1 @@
+"""Measures of a code against its original: distortion, retrieval, and the lossless references."""

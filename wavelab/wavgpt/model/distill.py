@@ -1,0 +1,145 @@
+"""Distillation from a frozen teacher head, over the whole vocabulary or over its top K.
+
+The teacher is frozen, so what the student needs from it per token fits in a few numbers: the
+K most likely tokens, their log-probabilities at the KD temperature tau, and the log of the mass
+of all other tokens (the "rest" bucket). ``TeacherTopK`` holds them; a teacher cache stores them
+once per block (``wavelab.wavgpt.data.teacher_cache``), so training never runs the encoder or the
+teacher's 30,522-wide softmax again.
+
+Sparse KD is the exact KL divergence between the two distributions coarsened to K + 1 outcomes
+(the teacher's top K, and everything else):
+
+    KL_K = sum_{i in top K} p_i (log p_i - log q_i) + p_rest (log p_rest - log q_rest)
+
+with q the student's softmax at tau over the full vocabulary, so q_rest = 1 - sum_{i in K} q_i.
+It equals the full KL when K covers the vocabulary (p_rest = 0), and is never larger than it
+(coarsening can only lose information); the gap is the teacher's rest mass times the divergence
+*within* the rest, which is what a top-K teacher does not say.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+KD_MODES = ("sparse", "full")
+# q_rest = 1 - sum_K q loses its digits when the top K hold nearly all of the student's mass;
+# below this the student's rest mass is taken to be this (it only matters where the teacher's
+# rest mass is itself negligible).
+_MIN_REST = 1e-6
+
+
+@dataclass
+class TeacherTopK:
+    """What sparse KD needs from the teacher, per token; (B, T, K) and (B, T) tensors."""
+
+    idx: Tensor  # (B, T, K) long: its K most likely tokens, the most likely first
+    logp: Tensor  # (B, T, K) their log-probabilities at the KD temperature
+    rest_logp: Tensor  # (B, T) log of the probability of every other token (-inf: none left)
+    ce: Tensor  # (B, T) its cross-entropy against the input ids at temperature 1
+
+    @property
+    def argmax(self) -> Tensor:
+        """(B, T) the teacher's most likely token."""
+        return self.idx[..., 0]
+
+
+def teacher_topk(logits: Tensor, k: int, tau: float, input_ids: Tensor) -> TeacherTopK:
+    """The teacher's top K at temperature tau from its full (B, T, V) logits.
+
+    Two passes over the vocabulary, in place: e = exp((z - max) / tau), then e^tau = exp(z - max)
+    for the cross-entropy. The rest bucket is the sum of e minus the very e values of the top K:
+    the mass of the other tokens up to float32 rounding of the sum (~1e-7 of the whole); a rest
+    below _MIN_REST is taken as none (-inf)."""
+    z = logits.detach().float()
+    top, idx = z.topk(k, dim=-1)  # sorted: the most likely first
+    peak = top[..., :1]  # (B, T, 1): the largest logit
+    e = torch.add(-peak / tau, z, alpha=1 / tau).exp_()  # (B, T, V) in (0, 1]
+    total = e.sum(-1)  # (B, T)
+    log_total = total.log()
+    logp = (top - peak) / tau - log_total[..., None]
+    rest = total - e.gather(-1, idx).sum(-1)
+    # A rest below _MIN_REST of the whole is float32 rounding (K covering V leaves ~1e-7): none.
+    rest_logp = torch.where(rest > _MIN_REST * total, rest, 0.0).log() - log_total
+    target = z.gather(-1, input_ids[..., None])[..., 0]
+    total_at_1 = e.pow_(tau).sum(-1)  # sum exp(z - max)
+    ce = peak[..., 0] + total_at_1.log() - target
+    return TeacherTopK(idx, logp, rest_logp, ce)
+
+
+def full_kl(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> Tensor:
+    """(B, T) KL(p_teacher || q_student) at temperature tau over the whole vocabulary."""
+    log_q = F.log_softmax(student_logits / tau, dim=-1)
+    log_p = F.log_softmax(teacher_logits.detach() / tau, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+class _SparseKDAndCE(torch.autograd.Function):
+    """Per-token sparse KL (at tau) and cross-entropy (at 1) of the student's (B, T, V) logits,
+    with a hand-written backward that makes few passes over the vocabulary.
+
+    Both softmaxes come from one e = exp((z - max) / tau): q_tau = e / S_tau and
+    q_1 = e^tau / S_1. The gradients (module docstring for KL_K; CE is the usual one) are
+
+        dKL_K/dz_j = (q_j * c - p_j [j in K]) / tau    (for j in K: (q_j - p_j) / tau)
+        dCE/dz_j   = q1_j - [j = y]
+
+    with c = 1 - p_rest / q_rest outside the top K and 1 inside, so the dense part of the
+    gradient is e * (a + b * e^(tau-1)) with a, b one number per token, and the top K and the
+    target add sparse corrections. Autograd through logsumexp, gather and log-softmax would make
+    about ten (B, T, V) passes and temporaries for the same result.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, z: Tensor, idx: Tensor, logp: Tensor, rest_logp: Tensor, ids: Tensor, tau: float
+    ):
+        ctx.logits_dtype = z.dtype
+        z = z.detach().float()  # softmaxes in float32, also under bf16/fp16 autocast
+        peak = z.amax(dim=-1, keepdim=True)  # (B, T, 1)
+        e = torch.add(-peak / tau, z, alpha=1 / tau).exp_()  # (B, T, V) in (0, 1]
+        s_tau = e.sum(-1)  # (B, T); float32 sums are exact enough, and faster than float64
+        e_top = e.gather(-1, idx)  # (B, T, K)
+        q_rest = (1.0 - e_top.sum(-1) / s_tau).clamp(min=_MIN_REST)
+        # From the logits, not log(e_top): e underflows to 0 for a token more than ~100·tau
+        # below the student's peak, and log 0 made the KL inf (a sharp student, seen in training).
+        log_q_top = (z.gather(-1, idx) - peak) / tau - s_tau.log()[..., None]  # (B, T, K)
+        p_top, p_rest = logp.exp(), rest_logp.exp()
+        kl = (p_top * (logp - log_q_top)).sum(-1)
+        kl = kl + torch.where(p_rest > 0, p_rest * (rest_logp - q_rest.log()), 0.0)
+        # s_1 = sum exp(z - peak) = sum e^tau, without a (B, T, V) temporary at tau = 2
+        s_1 = torch.linalg.vecdot(e, e) if tau == 2 else e.pow(tau).sum(-1)
+        target = z.gather(-1, ids[..., None])[..., 0]
+        ce = peak[..., 0] + s_1.log() - target
+        ctx.save_for_backward(e, s_tau, s_1, q_rest, idx, p_top, p_rest, ids)
+        ctx.tau = tau
+        return kl, ce
+
+    @staticmethod
+    def backward(ctx, g_kl: Tensor, g_ce: Tensor):
+        e, s_tau, s_1, q_rest, idx, p_top, p_rest, ids = ctx.saved_tensors
+        tau = ctx.tau
+        c = 1.0 - p_rest / q_rest  # (B, T): outside the top K
+        a = (g_kl * c / (tau * s_tau))[..., None]  # q_tau * c / tau
+        b = (g_ce / s_1)[..., None]  # q_1
+        # e * (a + b * e) in two passes at the default tau = 2
+        grad = torch.addcmul(a, b, e).mul_(e) if tau == 2 else e * a + e.pow(tau) * b
+        # Inside the top K: (q_j - p_j) / tau instead of q_j * c / tau.
+        q_top = e.gather(-1, idx) / s_tau[..., None]
+        top = g_kl[..., None] * ((q_top * (1.0 - c[..., None]) - p_top) / tau)
+        grad.scatter_add_(-1, idx, top)
+        grad.scatter_add_(-1, ids[..., None], -g_ce[..., None].float())
+        return grad.to(ctx.logits_dtype), None, None, None, None, None
+
+
+def sparse_kd_and_ce(
+    student_logits: Tensor, teacher: TeacherTopK, tau: float, input_ids: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(B, T) sparse KL at tau (module docstring) and (B, T) cross-entropy against the ids at 1,
+    of the student's (B, T, V) logits, in a few passes over the vocabulary."""
+    return _SparseKDAndCE.apply(
+        student_logits, teacher.idx, teacher.logp, teacher.rest_logp, input_ids, tau
+    )

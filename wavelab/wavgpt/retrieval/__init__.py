@@ -1,1 +1,0 @@
-"""Retrieval at scale with WavGPT codes: ``python -m wavelab.wavgpt.retrieval``."""

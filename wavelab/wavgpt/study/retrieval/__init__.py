@@ -1,0 +1,1 @@
+"""Retrieval at scale with WavGPT codes: ``python -m wavelab.wavgpt.study.retrieval``."""
