@@ -1,5 +1,7 @@
 """Each weight has one state_dict key, also with ``compile=true``; a checkpoint records the
-wavelab version that wrote it, and one of another version is refused in one line naming it."""
+wavelab version and the checkpoint format that wrote it; every format this wavelab knows loads,
+whichever version wrote it, and any other is refused in one line naming who wrote it and which
+wavelab reads it."""
 
 from __future__ import annotations
 
@@ -37,30 +39,72 @@ def test_wavgpt_registers_its_core_once(tiny_encoder_dir, compile):
     assert weight_keys(module, "core.") == [f"core.{k}" for k in module.core.state_dict()]
 
 
-def test_a_checkpoint_records_its_class_and_version(tmp_path):
+def test_a_checkpoint_records_its_class_version_and_format(tmp_path):
     import lightning as L
 
     from wavelab import __version__
+    from wavelab.core.checkpoint_format import CHECKPOINT_FORMAT, FORMAT_KEY
     from wavelab.core.records import MODULE_KEY, VERSION_KEY
 
     checkpoint: dict = {}
     lm().on_save_checkpoint(checkpoint)
     assert checkpoint[MODULE_KEY] == "wavelab.wavegpt.module:LanguageModelModule"
     assert checkpoint[VERSION_KEY] == __version__
+    assert checkpoint[FORMAT_KEY] == CHECKPOINT_FORMAT
     assert issubclass(LanguageModelModule, L.LightningModule)
 
 
-@pytest.mark.parametrize("version", [None, "0.0.9"])
-def test_a_checkpoint_of_another_version_is_refused_naming_it(entry, tmp_path, version):
-    from helpers.cli import assert_clean_error
+def save(tmp_path, records: dict) -> tuple[LanguageModelModule, str]:
+    """A language model's checkpoint with ``records`` (None: the key left out) as its writer's."""
+    import lightning as L
 
-    from wavelab.core.records import MODULE_KEY, VERSION_KEY
+    from wavelab.core.records import MODULE_KEY
 
     module = lm()
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    checkpoint["pytorch-lightning_version"] = L.__version__  # as Lightning's own saves have it
     checkpoint[MODULE_KEY] = "wavelab.wavegpt.module:LanguageModelModule"
-    if version:
-        checkpoint[VERSION_KEY] = version
-    torch.save(checkpoint, tmp_path / "old.ckpt")
-    result = entry("sample", f"ckpt_path={tmp_path / 'old.ckpt'}")
-    assert_clean_error(result, "old.ckpt", f"wavelab {version or '< 0.1.0'}")
+    checkpoint.update({k: v for k, v in records.items() if v is not None})
+    path = tmp_path / "written.ckpt"
+    torch.save(checkpoint, path)
+    return module, str(path)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        {"wavelab_version": "0.1.0", "wavelab_format": None},  # format 1: no number recorded
+        {"wavelab_version": "0.1.0", "wavelab_format": 1},
+        {"wavelab_version": "0.7.3", "wavelab_format": 2},  # another version, a known format
+    ],
+    ids=["format-1-unnumbered", "format-1", "format-2-other-version"],
+)
+def test_every_known_format_loads_whichever_version_wrote_it(tmp_path, records):
+    from wavelab.core.checkpoints import load_module
+
+    module, path = save(tmp_path, records)
+    loaded = load_module(path)
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize(
+    "records, names",
+    [
+        ({"wavelab_version": None, "wavelab_format": None}, ["wavelab < 0.1.0", "formats 1-2"]),
+        ({"wavelab_version": "0.0.9", "wavelab_format": None}, ["wavelab 0.0.9", "formats 1-2"]),
+        (
+            {"wavelab_version": "0.4.0", "wavelab_format": 7},
+            ["format 7", "wavelab 0.4.0", "formats 1-2", "read it with wavelab 0.4.0 or a newer"],
+        ),
+        ({"wavelab_version": "0.1.0", "wavelab_format": 0}, ["format 0", "no format any"]),
+    ],
+    ids=["no-version", "older-version", "newer-format", "no-such-format"],
+)
+def test_a_format_this_wavelab_cannot_read_is_refused_naming_who_can(
+    entry, tmp_path, records, names
+):
+    from helpers.cli import assert_clean_error
+
+    _, path = save(tmp_path, records)
+    assert_clean_error(entry("sample", f"ckpt_path={path}"), "written.ckpt", *names)

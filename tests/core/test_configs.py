@@ -190,3 +190,20 @@ def test_wavgpt_defaults_have_one_source():
     for field in dataclasses.fields(WavGPTConfig):
         if not OmegaConf.is_interpolation(shipped, field.name):
             assert shipped[field.name] == field.default, (field.name, field.default)
+
+
+def test_prior_defaults_have_one_source():
+    """conf/codec.yaml's prior_* keys repeat PriorSettings' defaults, and the study's conf/
+    prior_eval.yaml its beam and candidates."""
+    from wavelab.wavgpt.config import PriorSettings
+
+    defaults = PriorSettings()
+    codec = OmegaConf.load(Path(CONFIG_DIR) / "codec.yaml")
+    assert (codec.prior_weight, codec.prior_beam, codec.prior_candidates) == (
+        defaults.weight,
+        defaults.beam,
+        defaults.candidates,
+    )
+    study = OmegaConf.load(Path(CONFIG_DIR) / "prior_eval.yaml")
+    assert (study.beam, study.candidates) == (defaults.beam, defaults.candidates)
+    assert defaults.weight in study.weights

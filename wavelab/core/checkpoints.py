@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from wavelab import __version__
+from wavelab.core.checkpoint_format import checkpoint_format
 from wavelab.core.checkpoint_shapes import check_fits_its_weights
 from wavelab.core.config import check_targets
 from wavelab.core.errors import ConfigError
-from wavelab.core.records import MODULE_KEY, VERSION_KEY
+from wavelab.core.records import MODULE_KEY
 from wavelab.core.registry import known_modules, model_class
 
 if TYPE_CHECKING:
@@ -75,12 +75,7 @@ def checkpoint_class(
             f"{key}={str(ckpt_path)!r} names the module {name!r}, which is not one of wavelab's "
             f"({', '.join(sorted(known))}); it is refused, not imported"
         )
-    written_by = ckpt.get(VERSION_KEY)
-    if written_by != __version__:
-        raise ConfigError(
-            f"{key}={str(ckpt_path)!r} was written by wavelab {written_by or '< 0.1.0'}, and this "
-            f"is wavelab {__version__}, which reads only its own version's checkpoints"
-        )
+    checkpoint_format(ckpt, ckpt_path, key)
     return model_class(known[name])  # a class conf/ names, not the checkpoint's text
 
 

@@ -41,7 +41,11 @@ def user_error(log_name: str, message: str) -> None:
 
 
 def hydra_entry(
-    config_name: str, literal_keys: Sequence[str] = (), text_keys: Sequence[str] = ()
+    config_name: str,
+    literal_keys: Sequence[str] = (),
+    text_keys: Sequence[str] = (),
+    bare_word: str | None = None,
+    bare_choices: Callable[[], Sequence[str]] | None = None,
 ) -> Callable[[Callable[[DictConfig], object]], Callable[[], None]]:
     """Decorator: ``fn(cfg)`` becomes the Hydra main of ``conf/<config_name>.yaml``.
 
@@ -53,7 +57,9 @@ def hydra_entry(
     no torch, no transformers) so ``--help`` and config errors are fast. A value of one of
     ``literal_keys`` (file names, free text) that Hydra's grammar cannot parse (``ü``, ``=``, a
     space) is taken literally (:func:`unparsable_as_literal`); a value of ``text_keys`` (free
-    text: commas, quotes and all) always is (:func:`literal_overrides`).
+    text: commas, quotes and all) always is (:func:`literal_overrides`). With ``bare_word``, a
+    bare first argument ``WORD`` stands for ``<bare_word>=WORD`` (:func:`bare_word_as`, checked
+    against ``bare_choices()`` if given).
     """
 
     def decorate(fn: Callable[[DictConfig], object]) -> Callable[[], None]:
@@ -79,6 +85,8 @@ def hydra_entry(
             # which case it raises them: that is the only way to report them as one line.
             previous = os.environ.get("HYDRA_FULL_ERROR")
             os.environ["HYDRA_FULL_ERROR"] = "1"
+            if bare_word is not None:
+                bare_word_as(bare_word, bare_choices() if bare_choices is not None else None)
             if literal_keys or text_keys:
                 argv = literal_overrides(sys.argv[1:], text_keys)
                 sys.argv = [sys.argv[0], *unparsable_as_literal(argv, literal_keys)]

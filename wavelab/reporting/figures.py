@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from wavelab.reporting.jobs import (
@@ -196,98 +197,137 @@ def logged_mean(jobs: list[Job], metric: str, which: str) -> float | None:
     return mean_std(values)[0] if values else None
 
 
-def frontier(jobs: list[Job], settings: list[str], o: ReportSettings, out: Path) -> dict[str, Path]:
-    """The frontier report (wavelab/report.py's docstring): summary table and plot, one point
-    per setting (the values of ``settings``) at its mean x and metric."""
-    x, lines, metrics, which = o.x, o.lines, o.metrics, o.which
+@dataclass
+class Frontier:
+    """What the frontier report shows: one summary row per setting, sorted by line then x, and
+    the lossless reference rates and reference methods drawn beside them."""
+
+    jobs: list[Job]
+    o: ReportSettings
+    metrics: list[str]
+    columns: list[str]
+    summary: list[list]
+    references: dict[str, float | None]  # a lossless rate: a vertical line at its x
+    reference_lines: dict[str, list[str]]  # a method's points, by the metric prefix they log
+
+    def value(self, row: list, name: str):
+        return row[self.columns.index(name)]
+
+    def by_line(self) -> dict[str, list[list]]:
+        lines = self.o.lines
+        out: dict[str, list] = {}  # the rows are sorted by line, then x: a line runs left to right
+        for row in self.summary:
+            out.setdefault(f"{lines}={self.value(row, lines)}" if lines else "jobs", []).append(row)
+        return out
+
+    def reference_points(self, prefixes: list[str], metric: str) -> list[tuple[float, float]]:
+        which, x = self.o.which, self.o.x
+        points = [
+            (
+                logged_mean(self.jobs, point_metric(p, x), which),
+                logged_mean(self.jobs, point_metric(p, metric), which),
+            )
+            for p in prefixes
+        ]
+        return [(px, py) for px, py in points if px is not None and py is not None]
+
+
+def build_frontier(jobs: list[Job], settings: list[str], o: ReportSettings) -> Frontier:
+    x, which = o.x, o.which
+    metrics = o.metrics
     if metrics is None:
         metrics = sorted(k for j in jobs for k in j.metrics[which] if k.startswith("val/"))
         metrics = list(dict.fromkeys(m for m in metrics if m != x))
-    groups = group_repeats(jobs, settings)
     shown = [x, *metrics]
-    summary = summary_rows(groups, shown, which)
-    summary_columns = [*settings, "n", *(f"{m} {s}" for m in shown for s in ("mean", "std"))]
-    column = {name: i for i, name in enumerate(summary_columns)}
-    summary.sort(
-        key=lambda row: (str(row[column[lines]]) if lines else "", row[column[f"{x} mean"]])
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"summary": write_csv(out / "summary.csv", summary_columns, summary)}
-    level_of = {r: logged_mean(jobs, r, which) for r in o.references or []}
-    text = [f"Frontier: {which} metrics against {x}, mean ± sample std over repeats.", ""]
-    text += markdown_table(summary_columns, summary)
-    if level_of:
-        text += ["", "Reference rates (lossless):", ""]
-        text += markdown_table(["reference", x], [[r, v] for r, v in level_of.items()])
+    summary = summary_rows(group_repeats(jobs, settings), shown, which)
+    columns = [*settings, "n", *(f"{m} {s}" for m in shown for s in ("mean", "std"))]
+    line_at, x_at = (columns.index(o.lines) if o.lines else None), columns.index(f"{x} mean")
+    summary.sort(key=lambda row: (str(row[line_at]) if o.lines else "", row[x_at]))
     reference_lines = {
         label: [prefixes] if isinstance(prefixes, str) else list(prefixes)
         for label, prefixes in (o.reference_lines or {}).items()
     }
-    if reference_lines:
+    references = {r: logged_mean(jobs, r, which) for r in o.references or []}
+    return Frontier(jobs, o, metrics, columns, summary, references, reference_lines)
+
+
+def frontier_markdown(f: Frontier) -> str:
+    x, which = f.o.x, f.o.which
+    shown = [x, *f.metrics]
+    text = [f"Frontier: {which} metrics against {x}, mean ± sample std over repeats.", ""]
+    text += markdown_table(f.columns, f.summary)
+    if f.references:
+        text += ["", "Reference rates (lossless):", ""]
+        text += markdown_table(["reference", x], [[r, v] for r, v in f.references.items()])
+    if f.reference_lines:
         rows = [
-            [label, prefix, *(logged_mean(jobs, point_metric(prefix, m), which) for m in shown)]
-            for label, prefixes in reference_lines.items()
+            [label, prefix, *(logged_mean(f.jobs, point_metric(prefix, m), which) for m in shown)]
+            for label, prefixes in f.reference_lines.items()
             for prefix in prefixes
         ]
         text += ["", "Reference methods:", ""]
         text += markdown_table(["reference", "metrics", *shown], rows)
+    return "\n".join(text) + "\n"
+
+
+def draw_frontier_panel(ax, f: Frontier, metric: str) -> None:
+    """One metric against x: a line per setting of ``lines``, then the references."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    x = f.o.x
+    for label, rows in f.by_line().items():
+        ax.errorbar(
+            [f.value(r, f"{x} mean") for r in rows],
+            [f.value(r, f"{metric} mean") for r in rows],
+            xerr=[f.value(r, f"{x} std") for r in rows],
+            yerr=[f.value(r, f"{metric} std") for r in rows],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+    for j, (label, prefixes) in enumerate(f.reference_lines.items()):
+        points = f.reference_points(prefixes, metric)
+        if points:
+            ax.plot(*zip(*points), color=f"C{4 + j % 3}", marker="s", linestyle="--", label=label)
+    for j, (name, level) in enumerate(f.references.items()):
+        ax.axvline(level, color=f"C{7 + j % 3}", linestyle=":", label=f"{name} ({level:.3g})")
+    ceiling = (f.o.ceilings or {}).get(metric)
+    if ceiling is not None:
+        if not is_number(ceiling):
+            ceiling = mean_std([j.metrics[f.o.which][ceiling] for j in f.jobs])[0]
+        ax.axhline(ceiling, color="gray", linestyle="--", label="ceiling (per panel)")
+        ax.annotate(f"{ceiling:.3g}", (0, ceiling), xycoords=("axes fraction", "data"))
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())  # minor labels of a log axis overlap
+    ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5), numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(tick_label))
+    ax.set_title(metric, fontsize="medium")
+    ax.grid(alpha=0.3)
+
+
+def frontier(jobs: list[Job], settings: list[str], o: ReportSettings, out: Path) -> dict[str, Path]:
+    """The frontier report (wavelab/report.py's docstring): summary table and plot, one point
+    per setting (the values of ``settings``) at its mean x and metric."""
+    f = build_frontier(jobs, settings, o)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"summary": write_csv(out / "summary.csv", f.columns, f.summary)}
     paths["markdown"] = out / "report.md"
-    paths["markdown"].write_text("\n".join(text) + "\n")
+    paths["markdown"].write_text(frontier_markdown(f))
 
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on clusters and CI
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-    fig, axes, _ = panel_grid(plt, len(metrics), o.columns, title_inches=0.8)
-    by_line: dict[str, list] = {}  # rows are sorted by line, then x: each line runs left to right
-    for row in summary:
-        by_line.setdefault(f"{lines}={row[column[lines]]}" if lines else "jobs", []).append(row)
+    fig, axes, _ = panel_grid(plt, len(f.metrics), o.columns, title_inches=0.8)
     legend: dict[str, object] = {}
-    for ax, metric in zip(axes.ravel(), metrics):
-        for label, rows in by_line.items():
-            ax.errorbar(
-                [r[column[f"{x} mean"]] for r in rows],
-                [r[column[f"{metric} mean"]] for r in rows],
-                xerr=[r[column[f"{x} std"]] for r in rows],
-                yerr=[r[column[f"{metric} std"]] for r in rows],
-                marker="o",
-                capsize=3,
-                label=label,
-            )
-        for j, (label, prefixes) in enumerate(reference_lines.items()):
-            points = [
-                (
-                    logged_mean(jobs, point_metric(p, x), which),
-                    logged_mean(jobs, point_metric(p, metric), which),
-                )
-                for p in prefixes
-            ]
-            points = [(px, py) for px, py in points if px is not None and py is not None]
-            if points:
-                ax.plot(
-                    *zip(*points), color=f"C{4 + j % 3}", marker="s", linestyle="--", label=label
-                )
-        for j, (name, level) in enumerate(level_of.items()):
-            ax.axvline(level, color=f"C{7 + j % 3}", linestyle=":", label=f"{name} ({level:.3g})")
-        ceiling = (o.ceilings or {}).get(metric)
-        if ceiling is not None:
-            if not is_number(ceiling):
-                ceiling = mean_std([j.metrics[which][ceiling] for j in jobs])[0]
-            ax.axhline(ceiling, color="gray", linestyle="--", label="ceiling (per panel)")
-            ax.annotate(f"{ceiling:.3g}", (0, ceiling), xycoords=("axes fraction", "data"))
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_locator(NullLocator())  # minor labels of a log axis overlap
-        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5), numticks=8))
-        ax.xaxis.set_major_formatter(FuncFormatter(tick_label))
-        ax.set_title(metric, fontsize="medium")
-        ax.grid(alpha=0.3)
+    for ax, metric in zip(axes.ravel(), f.metrics):
+        draw_frontier_panel(ax, f, metric)
         handles, labels = ax.get_legend_handles_labels()
         legend.update((lab, h) for h, lab in zip(handles, labels) if lab not in legend)
-    for ax in axes.ravel()[len(metrics) :]:
+    for ax in axes.ravel()[len(f.metrics) :]:
         ax.remove()
-    fig.supxlabel(f"{x} (log scale)    ({which} metrics of {len(jobs)} jobs)")
+    fig.supxlabel(f"{o.x} (log scale)    ({o.which} metrics of {len(jobs)} jobs)")
     figure_legend(fig, legend, columns=4)
     paths["plot"] = out / "report.png"
     fig.savefig(paths["plot"], dpi=100)

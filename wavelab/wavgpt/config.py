@@ -1,8 +1,14 @@
-"""WavGPT's settings: one dataclass, the single source of its defaults (conf/model/wavgpt.yaml
-documents each key and repeats these values), checked on construction."""
+"""Every setting that shapes a WavGPT, in one module: ``WavGPTConfig`` (encoder states -> code
+-> refined states: the coder, filter, refiner, losses and value format) and ``PriorSettings``
+(decoding a code under a language-model prior). Each is the single source of its defaults
+(conf/model/wavgpt.yaml and conf/codec.yaml document each key, and a test ties their values to
+these), and each value is checked here, once, when the object is built; nothing downstream
+checks it again. Both are frozen, so a checked object stays checked."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from wavelab.core.errors import ConfigError
@@ -11,18 +17,26 @@ from wavelab.wavgpt.model.distill import KD_MODES
 from wavelab.wavgpt.model.lifting import resolve_levels
 
 FILTER_INITS = ("dct_like", "lowpass", "uniform")
-# What codes the hidden states: the wavelet code of this file, or a baseline of baselines.py.
+# What codes the hidden states: the wavelet code (model/core.py) or a baseline (model/baselines.py).
 CODERS = ("wavelet", "pca", "scalar")
 
 
-@dataclass
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+@dataclass(frozen=True)
 class WavGPTConfig:
     block_size: int = 256
     levels: int | None = None  # None: as many as block_size allows
     keep_ratio: float = 1 / 16
     learnable_lifting: bool = True  # False: fixed orthonormal Haar
     # The learned lifting's learning rate relative to the rest: at the full rate its scales can
-    # grow until training collapses (experiments/README.md).
+    # grow until training collapses (experiments/wavgpt_rate_distortion.md).
     lifting_lr_scale: float = 0.1
     filter_learned: bool = True  # False: plain top-|coef| baseline
     filter_init: str = "dct_like"  # dct_like | lowpass | uniform
@@ -32,7 +46,7 @@ class WavGPTConfig:
     refine_heads: int = 4
     refine_ff: int | None = None  # None: 4 * d
     dropout: float = 0.0
-    coder: str = "wavelet"  # wavelet | pca | scalar (the baselines of baselines.py)
+    coder: str = "wavelet"  # wavelet | pca | scalar
     pca_rank: int = 16  # the pca coder's kept principal directions, in [1, d]
     pca_block_mean: bool = False  # the pca coder also sends what its decoded block mean misses
     pca_block_mean_bits: int | None = None  # the bits of those d values; None: value_bits
@@ -48,13 +62,28 @@ class WavGPTConfig:
     value_bits: int = 16  # 16: fp16 values; 8 or 4: integers with an fp16 scale per group
     value_scale: str = "code"  # the group of a scale at 8 or 4 bits: code | band
 
-    def __post_init__(self) -> None:
-        self.validate()
+    @classmethod
+    def from_options(cls, options: Mapping) -> WavGPTConfig:
+        """The config from ``model.*`` options (plain values); ConfigError naming an unknown key."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"model.{unknown[0]} is not a WavGPT option; known: {', '.join(sorted(known))}"
+            )
+        return cls(**options)
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Raise ConfigError naming the key, the bad value and what is allowed."""
         resolve_levels(self.block_size, self.levels)  # raises for block_size / levels
-        check_filter(self.keep_ratio, self.filter_init)
+        if not (_is_number(self.keep_ratio) and 0.0 < self.keep_ratio <= 1.0):
+            raise ConfigError(
+                f"model.keep_ratio={self.keep_ratio!r} is invalid: must be a number in (0, 1]"
+            )
+        if self.filter_init not in FILTER_INITS:
+            raise ConfigError(
+                f"model.filter_init={self.filter_init!r} is invalid: must be one of {FILTER_INITS}"
+            )
         check_value_bits(self.value_bits)
         if self.pca_block_mean_bits is not None:
             check_value_bits(self.pca_block_mean_bits, "model.pca_block_mean_bits")
@@ -68,11 +97,11 @@ class WavGPTConfig:
         if self.refine_ff is not None:
             positive["refine_ff"] = self.refine_ff
         for key, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"model.{key}={value} is invalid: must be > 0")
+            if not (_is_number(value) and value > 0):
+                raise ConfigError(f"model.{key}={value!r} is invalid: must be a number > 0")
         if self.kd not in KD_MODES:
             raise ConfigError(f"model.kd={self.kd!r} is invalid: must be one of {KD_MODES}")
-        if not (isinstance(self.kd_top_k, int) and self.kd_top_k >= 1):
+        if not _is_count(self.kd_top_k, 1):
             raise ConfigError(
                 f"model.kd_top_k={self.kd_top_k!r} is invalid: must be an integer >= 1"
             )
@@ -81,19 +110,21 @@ class WavGPTConfig:
                 f"model.logits_mse_weight={self.logits_mse_weight} needs the teacher's full "
                 "logits: set model.kd=full (and data.teacher_cache=false)"
             )
-        if self.refine_layers < 0:
-            raise ConfigError(f"model.refine_layers={self.refine_layers} is invalid: must be >= 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout={self.dropout} is invalid: must be in [0, 1)")
+        if not _is_count(self.refine_layers, 0):
+            raise ConfigError(
+                f"model.refine_layers={self.refine_layers!r} is invalid: must be an integer >= 0"
+            )
+        if not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ConfigError(f"model.dropout={self.dropout!r} is invalid: must be in [0, 1)")
         if self.coder not in CODERS:
             raise ConfigError(f"model.coder={self.coder!r} is invalid: must be one of {CODERS}")
-        if not (isinstance(self.pca_rank, int) and self.pca_rank >= 1):
+        if not _is_count(self.pca_rank, 1):
             # Its upper bound, the encoder's width d, is checked where d is known (PCACore).
             raise ConfigError(f"model.pca_rank={self.pca_rank!r} is invalid: must be an int >= 1")
         weights = self.loss_weights()
         for key, value in weights.items():
-            if value < 0:
-                raise ConfigError(f"model.{key}_weight={value} is invalid: must be >= 0")
+            if not (_is_number(value) and value >= 0):
+                raise ConfigError(f"model.{key}_weight={value!r} is invalid: must be >= 0")
         if sum(weights.values()) == 0:
             raise ConfigError("model.*_weight are all 0: at least one loss weight must be > 0")
 
@@ -108,8 +139,26 @@ class WavGPTConfig:
         }
 
 
-def check_filter(keep_ratio: float, init: str) -> None:
-    if not 0.0 < keep_ratio <= 1.0:
-        raise ConfigError(f"model.keep_ratio={keep_ratio} is invalid: must be in (0, 1]")
-    if init not in FILTER_INITS:
-        raise ConfigError(f"model.filter_init={init!r} is invalid: must be one of {FILTER_INITS}")
+@dataclass(frozen=True)
+class PriorSettings:
+    """How strongly and how widely a prior decodes (wavelab/wavgpt/codec/prior.py).
+
+    ``keys`` are how the command that built it names the three fields (the codec's
+    ``prior_weight``, ``prior_beam``, ``prior_candidates`` by default), so that an error names
+    the key the user typed."""
+
+    weight: float = 0.1  # λ: the prior's log-probabilities' weight; 0: the head alone
+    beam: int = 4  # hypotheses kept per position
+    candidates: int = 8  # the head's most likely tokens tried at each position
+    keys: tuple[str, str, str] = dataclasses.field(
+        default=("prior_weight", "prior_beam", "prior_candidates"), compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        weight_key, beam_key, candidates_key = self.keys
+        if not (_is_number(self.weight) and self.weight >= 0):
+            raise ConfigError(f"{weight_key}={self.weight!r} is invalid: must be a number >= 0")
+        for key, value in ((beam_key, self.beam), (candidates_key, self.candidates)):
+            if not _is_count(value, 1):
+                raise ConfigError(f"{key}={value!r} is invalid: must be an integer >= 1")
+        object.__setattr__(self, "weight", float(self.weight))

@@ -6,7 +6,6 @@ only its identity and fingerprint there).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -17,14 +16,12 @@ from omegaconf import DictConfig
 from torch import Tensor
 from torchmetrics import MeanMetric, MinMetric
 
-from wavelab.core.config import check_number
 from wavelab.core.errors import ConfigError
 from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
-from wavelab.wavgpt.model.baselines import CODER_CLASSES, build_coder
-from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
 from wavelab.wavgpt.config import WavGPTConfig
+from wavelab.wavgpt.model.baselines import build_coder
 from wavelab.wavgpt.model.distill import TeacherTopK, teacher_topk
 from wavelab.wavgpt.model.encoder import FrozenEncoder
 from wavelab.wavgpt.model.losses import distillation_loss, masked_mean, token_accuracy
@@ -32,7 +29,8 @@ from wavelab.wavgpt.model.validation_distortion import ValidationDistortion
 
 log = logging.getLogger(__name__)
 
-CORE_KEYS = {f.name for f in dataclasses.fields(WavGPTConfig)}
+# model.* keys that are the module's own kwargs, not the core's.
+MODULE_KWARGS = {"encoder", "optimizer", "scheduler", "compile"}
 # Metrics averaged over real tokens, logged as val/<name>.
 TOKEN_METRICS = ("acc", "acc_unrefined", "acc_orig", "ce", "ce_orig", "kl")
 # Metrics averaged over codes (one per block).
@@ -61,29 +59,33 @@ def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
 FIT_TOKENS = 100_000
 
 
+def core_options(model: DictConfig | dict) -> dict:
+    """The ``model.*`` options that are WavGPTConfig's: all but the module's own kwargs and
+    Hydra's ``_target_``-like keys."""
+    return {
+        k: v for k, v in plain(model).items() if k not in MODULE_KWARGS and not k.startswith("_")
+    }
+
+
 def check_config(cfg: DictConfig) -> None:
-    """The code's values, checked before any data is tokenized or the teacher cache is built."""
-    check_number(cfg, "model.keep_ratio")  # its range is WavGPTConfig's to check
-    check_value_bits(cfg.model.value_bits)
-    check_value_scale(cfg.model.get("value_scale", "code"))
-    check_something_trains(cfg.model)
+    """A training run's settings, checked (by building the config) before any data is
+    tokenized or the teacher cache is built."""
+    check_something_trains(WavGPTConfig.from_options(core_options(cfg.model)))
 
 
-def check_something_trains(model: DictConfig) -> None:
+def check_something_trains(cfg: WavGPTConfig) -> None:
     """The encoder and head are frozen: a coder with no learned part and no refiner would give
-    the optimizer nothing, and the first backward pass a torch error."""
-    coder = CODER_CLASSES.get(model.get("coder", "wavelet"))
-    if coder is None:
-        return  # an unknown coder: WavGPTConfig names it and the allowed ones
-    learned = {"model.refine": model.get("refine", True)}
-    if coder.has_bands:  # the wavelet code's own learned parts
-        learned["model.learnable_lifting"] = model.get("learnable_lifting", True)
-        learned["model.filter_learned"] = model.get("filter_learned", True)
+    the optimizer nothing, and the first backward pass a torch error. (Such a coder is still a
+    valid code to build and evaluate: the check is training's.)"""
+    learned = {"model.refine": cfg.refine}
+    if cfg.coder == "wavelet":  # the wavelet code's own learned parts
+        learned["model.learnable_lifting"] = cfg.learnable_lifting
+        learned["model.filter_learned"] = cfg.filter_learned
     if not any(learned.values()):
         given = ", ".join(f"{key}=false" for key in learned)
         raise ConfigError(
-            f"model.coder={model.get('coder', 'wavelet')} with {given} leaves nothing to train "
-            "(the encoder and its head are frozen): set one of them to true"
+            f"model.coder={cfg.coder} with {given} leaves nothing to train (the encoder and its "
+            "head are frozen): set one of them to true"
         )
 
 
@@ -123,11 +125,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
     ):
         super().__init__()
         encoder, optimizer, scheduler, core = map(plain, (encoder, optimizer, scheduler, core))
-        unknown = sorted(set(core) - CORE_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"model.{unknown[0]} is not a WavGPT option; known: {', '.join(sorted(CORE_KEYS))}"
-            )
+        self.cfg = WavGPTConfig.from_options(core)
         self.save_hyperparameters(
             {
                 "encoder": encoder,
@@ -138,7 +136,6 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             },
             logger=False,
         )
-        self.cfg = WavGPTConfig(**core)
         self.encoder = FrozenEncoder(**encoder)
         if self.cfg.kd == "sparse" and self.cfg.kd_top_k > self.encoder.vocab_size:
             raise ConfigError(

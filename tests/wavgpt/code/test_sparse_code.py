@@ -40,8 +40,8 @@ def random_code(
         T - 5,
         positions,
         values,
-        bytes.fromhex("c24caa54e8979775"),
-        value_bits,
+        encoder_fingerprint=bytes.fromhex("c24caa54e8979775"),
+        value_bits=value_bits,
         compressor=bytes.fromhex("0123456789abcdef"),
         value_scale=value_scale,
         levels=levels,
@@ -98,7 +98,7 @@ def test_overhead_is_what_an_empty_code_sends():
     """Training's bit accounting adds overhead_bytes to every code: it must be exactly what the
     format writes besides positions and values, i.e. the whole of a code with k = 0."""
     for fingerprint in (b"", bytes(8), bytes(32)):
-        empty = SparseCode(4, 8, 1, np.array([], int), [], fingerprint)
+        empty = SparseCode(4, 8, 1, np.array([], int), [], encoder_fingerprint=fingerprint)
         # + 1 byte: the position stream's 5-bit Rice parameter
         assert len(empty.to_bytes()) == overhead_bytes(len(fingerprint)) + 1
         assert overhead_bytes(len(fingerprint)) == 35 + len(fingerprint)

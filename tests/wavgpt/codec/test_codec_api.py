@@ -139,9 +139,9 @@ def test_training_counts_the_overhead_the_format_sends(codec):
         1,
         np.array([], int),
         [],
-        code.encoder_fingerprint,
-        16,
-        code.compressor,
+        encoder_fingerprint=code.encoder_fingerprint,
+        value_bits=16,
+        compressor=code.compressor,
     )
     position_prefix = 1  # the empty code's position stream: one Rice parameter
     assert trained - payload == pytest.approx(8 * (len(empty.to_bytes()) - position_prefix))
@@ -152,14 +152,32 @@ def test_training_counts_the_overhead_the_format_sends(codec):
 def test_mismatched_or_corrupt_codes_give_clear_errors(codec):
     (code,) = codec.encode(TEXTS[:1])
     other = SparseCode(
-        code.block_size, code.d, code.n_tokens, code.positions, code.values, b"\x01" * 8
+        code.block_size,
+        code.d,
+        code.n_tokens,
+        code.positions,
+        code.values,
+        encoder_fingerprint=b"\x01" * 8,
     )
     with pytest.raises(ValueError, match="encoder fingerprint 0101010101010101"):
         codec.decode([other])
     with pytest.raises(ValueError, match="does not match the checkpoint"):
-        codec.decode([SparseCode(16, code.d, 3, [0], [1.0], code.encoder_fingerprint)])
+        codec.decode(
+            [SparseCode(16, code.d, 3, [0], [1.0], encoder_fingerprint=code.encoder_fingerprint)]
+        )
     with pytest.raises(ValueError, match="compressor fingerprint 0000000000000000"):
-        codec.decode([SparseCode(code.block_size, code.d, 3, [0], [1.0], code.encoder_fingerprint)])
+        codec.decode(
+            [
+                SparseCode(
+                    code.block_size,
+                    code.d,
+                    3,
+                    [0],
+                    [1.0],
+                    encoder_fingerprint=code.encoder_fingerprint,
+                )
+            ]
+        )
     with pytest.raises(ValueError, match="checksum"):
         codec.decode([base64.b64decode(corrupt(code))])
 

@@ -18,7 +18,8 @@ from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError
 from wavelab.data.lm import LMDataModule
 from wavelab.wavgpt.codec import WavGPTCodec
-from wavelab.wavgpt.codec.prior import PriorDecoder, PriorSettings, check_prior
+from wavelab.wavgpt.codec.prior import PriorDecoder, check_prior
+from wavelab.wavgpt.config import PriorSettings
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -162,14 +163,14 @@ def test_a_prior_must_be_a_language_model_on_the_encoders_wordpiece(made, tiny_e
     with pytest.raises(ConfigError, match="not the encoder's"):
         check_prior(load_module(str(ckpts["prior"])), {"[PAD]": 0}, "prior")
     with pytest.raises(ConfigError, match=r"prior_beam=0 is invalid"):
-        PriorSettings.checked(0.5, 0, 8, prefix="prior_")
+        PriorSettings(0.5, 0, 8)
 
 
 def test_the_entry_reproduces_the_runs_figures_at_weight_0(made, tmp_path):
     entry, ckpts, root = made
     out = tmp_path / "prior.json"
     args = [f"ckpt_paths=[{ckpts['wavgpt']}]", f"prior={ckpts['prior']}", "max_blocks=8"]
-    result = entry("wavgpt.prior_eval", *args, "weights=[0,1]", f"out={out}")
+    result = entry("wavgpt.study.prior_eval", *args, "weights=[0,1]", f"out={out}")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     scored = json.loads(out.read_text())
     final = json.loads((root / "wavgpt" / "metrics.json").read_text())["final"]
@@ -183,14 +184,14 @@ def test_the_entry_reproduces_the_runs_figures_at_weight_0(made, tmp_path):
         assert 0 <= row["acc"] <= row["acc_candidates"] <= 1  # a decoded token is a candidate
         assert row["exact_blocks"] <= row["exact_blocks_candidates"]
     one = tmp_path / "one.json"
-    result = entry("wavgpt.prior_eval", *args, "weights=[0]", "candidates=1", f"out={one}")
+    result = entry("wavgpt.study.prior_eval", *args, "weights=[0]", "candidates=1", f"out={one}")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     argmax = json.loads(one.read_text())[f"{ckpts['wavgpt']} weight=0.0"]
     assert argmax["acc_candidates"] == pytest.approx(plain["acc"])  # one candidate: the argmax
     assert argmax["exact_blocks_candidates"] == pytest.approx(plain["exact_blocks"])
-    assert_clean_error(entry("wavgpt.prior_eval", *args[:2], "weights=[-1]"), "weights=[-1]")
+    assert_clean_error(entry("wavgpt.study.prior_eval", *args[:2], "weights=[-1]"), "weights=-1")
     bad = [f"ckpt_paths=[{ckpts['wavgpt']}]", f"prior={ckpts['char']}"]
-    assert_clean_error(entry("wavgpt.prior_eval", *bad), "prior=", "char")
+    assert_clean_error(entry("wavgpt.study.prior_eval", *bad), "prior=", "char")
 
 
 def test_the_codec_decodes_with_a_prior_and_refuses_a_wrong_one(made):

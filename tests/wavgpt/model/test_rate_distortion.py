@@ -19,9 +19,7 @@ from scipy import stats
 from wavelab.core.checkpoints import load_module
 from wavelab.core.errors import ConfigError
 from wavelab.run import train
-from wavelab.wavgpt.model.baselines import PCACore, ScalarCore
 from wavelab.wavgpt.code.sparse_code import overhead_bytes
-from wavelab.wavgpt.metrics.text_rates import lzma_extreme, reference_bits_per_token
 from wavelab.wavgpt.config import WavGPTConfig
 from wavelab.wavgpt.metrics.distortion import (
     exact_blocks,
@@ -30,6 +28,8 @@ from wavelab.wavgpt.metrics.distortion import (
     pooled_cosine,
     recall_at_k,
 )
+from wavelab.wavgpt.metrics.text_rates import lzma_extreme, reference_bits_per_token
+from wavelab.wavgpt.model.baselines import PCACore, ScalarCore
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -12,9 +12,9 @@ from helpers.wavgpt_batches import (
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.config import WavGPTConfig
+from wavelab.wavgpt.model.core import WavGPTCore
 from wavelab.wavgpt.model.filter import FrequencyFilter
 from wavelab.wavgpt.model.losses import distillation_loss, token_accuracy
-from wavelab.wavgpt.model.core import WavGPTCore
 from wavelab.wavgpt.model.refiner import Refiner
 
 pytestmark = pytest.mark.usefixtures("single_thread")

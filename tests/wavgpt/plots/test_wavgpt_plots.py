@@ -7,8 +7,8 @@ import pytest
 from helpers.wavgpt_checkpoint import fit_checkpoint
 
 from wavelab.core.config import instantiate
-from wavelab.wavgpt.plots.figures import FIGURES, tiling
 from wavelab.wavgpt.plots.callback import Reconstructions, WavGPTPlots
+from wavelab.wavgpt.plots.figures import FIGURES, tiling
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -42,7 +42,7 @@ def test_it_reproduces_the_runs_figures_on_their_blocks_and_scores_every_block(r
     paths = ",".join(str(p) for p in ckpts.values())
     out = tmp_path / "same.json"
     result = entry(
-        "wavgpt.retrieval", f"ckpt_paths=[{paths}]", f"max_blocks={VAL_BLOCKS}", f"out={out}"
+        "wavgpt.study.retrieval", f"ckpt_paths=[{paths}]", f"max_blocks={VAL_BLOCKS}", f"out={out}"
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "two-part, 8-bit embedding + lzma" in result.stdout
@@ -65,7 +65,7 @@ def test_it_reproduces_the_runs_figures_on_their_blocks_and_scores_every_block(r
         assert references[f"ref/{key}"] == pytest.approx(final[f"ref/{key}"], rel=1e-6), key
 
     every = tmp_path / "every.json"
-    result = entry("wavgpt.retrieval", f"ckpt_paths=[{paths}]", f"out={every}")
+    result = entry("wavgpt.study.retrieval", f"ckpt_paths=[{paths}]", f"out={every}")
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     blocks = json.loads(every.read_text())["references"]["blocks"]
     assert blocks > VAL_BLOCKS
@@ -75,13 +75,13 @@ def test_it_reproduces_the_runs_figures_on_their_blocks_and_scores_every_block(r
 def test_bad_inputs_are_one_clear_line(runs, tmp_path):
     entry, made = runs
     ckpt = made["wavelet"] / "checkpoints" / "last.ckpt"
-    assert_clean_error(entry("wavgpt.retrieval"), "ckpt_paths")
+    assert_clean_error(entry("wavgpt.study.retrieval"), "ckpt_paths")
     assert_clean_error(
-        entry("wavgpt.retrieval", f"ckpt_paths=[{ckpt}]", "max_blocks=0"), "max_blocks=0"
+        entry("wavgpt.study.retrieval", f"ckpt_paths=[{ckpt}]", "max_blocks=0"), "max_blocks=0"
     )
     assert_clean_error(
-        entry("wavgpt.retrieval", f"ckpt_paths=[{tmp_path / 'nope.ckpt'}]"), "nope.ckpt"
+        entry("wavgpt.study.retrieval", f"ckpt_paths=[{tmp_path / 'nope.ckpt'}]"), "nope.ckpt"
     )
     assert_clean_error(
-        entry("wavgpt.retrieval", f"ckpt_paths=[{ckpt}]", f"out={ckpt}"), "out=", "last.ckpt"
+        entry("wavgpt.study.retrieval", f"ckpt_paths=[{ckpt}]", f"out={ckpt}"), "out=", "last.ckpt"
     )

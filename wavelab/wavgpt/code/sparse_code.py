@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 import torch
@@ -107,6 +107,7 @@ class SparseCode:
     n_tokens: int
     positions: np.ndarray
     values: np.ndarray
+    _: KW_ONLY  # the format's settings, by name
     encoder_fingerprint: bytes = b""  # of the frozen encoder whose states were coded
     value_bits: int = 16
     compressor: bytes = bytes(COMPRESSOR_FINGERPRINT_BYTES)  # of the trained core
@@ -256,12 +257,12 @@ class SparseCode:
             n_tokens,
             positions,
             values,
-            encoder_fingerprint,
-            value_bits,
-            compressor,
-            value_scale,
-            levels,
-            scales,
+            encoder_fingerprint=encoder_fingerprint,
+            value_bits=value_bits,
+            compressor=compressor,
+            value_scale=value_scale,
+            levels=levels,
+            scales=scales,
         )
 
     @classmethod
@@ -397,12 +398,12 @@ class SparseCode:
             n_tokens,
             positions,
             np.zeros(k, np.float32),
-            encoder_fingerprint,
-            value_bits,
-            compressor,
-            value_scale,
-            levels,
-            scales,
+            encoder_fingerprint=encoder_fingerprint,
+            value_bits=value_bits,
+            compressor=compressor,
+            value_scale=value_scale,
+            levels=levels,
+            scales=scales,
         )
         raw = data[offset : offset + value_bytes(k, value_bits)]
         code.values = values_from_bytes(raw, k, value_bits, code._value_scales())

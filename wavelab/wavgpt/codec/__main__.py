@@ -10,13 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import sys
 import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.core.cli import bare_word_as, checked_device, hydra_entry, literal_overrides, required
+from wavelab.core.cli import checked_device, hydra_entry, required
 from wavelab.core.errors import ConfigError
 from wavelab.core.user_files import input_file, output_file, write_output
 
@@ -106,11 +105,9 @@ def run(cfg: DictConfig) -> None:
     out = checked_out(cfg) if verb == "encode" else None
     settings = None
     if cfg.get("prior") is not None:
-        from wavelab.wavgpt.codec.prior import PriorSettings
+        from wavelab.wavgpt.config import PriorSettings
 
-        settings = PriorSettings.checked(
-            cfg.prior_weight, cfg.prior_beam, cfg.prior_candidates, prefix="prior_"
-        )
+        settings = PriorSettings(cfg.prior_weight, cfg.prior_beam, cfg.prior_candidates)
 
     from wavelab.wavgpt.codec.api import WavGPTCodec
 
@@ -144,16 +141,9 @@ def run(cfg: DictConfig) -> None:
     print(f"code:    k={code.k}; {codec.size(code)}")
 
 
-@hydra_entry("codec")
-def codec_app(cfg: DictConfig) -> None:
+@hydra_entry("codec", text_keys=LITERAL_KEYS, bare_word="verb")
+def main(cfg: DictConfig) -> None:
     run(cfg)
-
-
-def main() -> None:
-    """Console entry: a leading bare verb becomes ``verb=...``; free-text keys stay literal."""
-    bare_word_as("verb")
-    sys.argv = [sys.argv[0], *literal_overrides(sys.argv[1:], LITERAL_KEYS)]
-    codec_app()
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ from torch import Tensor
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.code.sparse_code import SparseCode, code_bits, overhead_bytes, scale_count
-from wavelab.wavgpt.model.coding import Code
 from wavelab.wavgpt.metrics.distortion import mean_pool
+from wavelab.wavgpt.model.coding import Code
 
 if TYPE_CHECKING:  # never executed: no import edge to the Lightning module at run time
-    from wavelab.wavgpt.module import WavGPTModule
     from wavelab.wavgpt.codec.prior import PriorDecoder
+    from wavelab.wavgpt.module import WavGPTModule
 
 
 @dataclass(frozen=True)

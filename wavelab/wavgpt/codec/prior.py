@@ -17,32 +17,12 @@ the prior's ``context_size``. λ = 0 is the decoder without a prior.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import lightning as L
 import torch
 from torch import Tensor
 
 from wavelab.core.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class PriorSettings:
-    """How strongly and how widely a prior decodes."""
-
-    weight: float = 0.1  # λ: the prior's log-probabilities' weight; 0: the head alone
-    beam: int = 4  # hypotheses kept per position
-    candidates: int = 8  # the head's most likely tokens tried at each position
-
-    @classmethod
-    def checked(cls, weight, beam, candidates, prefix: str = "") -> PriorSettings:
-        """The settings from config values; ConfigError naming the key ``<prefix><field>``."""
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-            raise ConfigError(f"{prefix}weight={weight!r} is invalid: must be a number >= 0")
-        for key, value in (("beam", beam), ("candidates", candidates)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{prefix}{key}={value!r} is invalid: must be an integer >= 1")
-        return cls(float(weight), beam, candidates)
+from wavelab.wavgpt.config import PriorSettings
 
 
 def check_prior(lm: L.LightningModule, encoder_vocab: dict[str, int], where: str) -> None:

@@ -23,8 +23,8 @@ from wavelab.data.lm import fixed_starts
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.prepare import split_pieces
 from wavelab.data.source import CorpusSource
-from wavelab.wavgpt.model.encoder import load_config, load_tokenizer
 from wavelab.wavgpt.data.packing import frame_blocks, pack_paragraphs, pack_stream
+from wavelab.wavgpt.model.encoder import load_config, load_tokenizer
 
 __all__ = ["BlockDataset", "WordPieceDataModule", "frame_blocks", "pack_paragraphs"]
 
@@ -169,7 +169,9 @@ class WordPieceDataModule(ShardedDataModule):
         """The teacher cache's (entry, meta), or None where ``teacher_cache=auto`` runs the
         teacher live: when training runs on an accelerator (where the frozen encoder costs
         little), or when the cache would exceed ``teacher_cache_max_gb`` or the free disk."""
-        from wavelab.wavgpt.data import teacher_cache  # the encoder: only when the cache is asked for
+        from wavelab.wavgpt.data import (
+            teacher_cache,
+        )  # the encoder: only when the cache is asked for
         from wavelab.wavgpt.model.encoder import FrozenEncoder
 
         h, spec = self.hparams, self.hparams.teacher

@@ -40,8 +40,8 @@ from torch import Tensor
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.code.quantize import SCALE_BITS, fake_quantize, group_scales
 from wavelab.wavgpt.code.sparse_code import overhead_bytes
-from wavelab.wavgpt.model.coding import Code, Coder, real_token_keep
 from wavelab.wavgpt.config import WavGPTConfig
+from wavelab.wavgpt.model.coding import Code, Coder, real_token_keep
 from wavelab.wavgpt.model.core import WavGPTCore
 from wavelab.wavgpt.model.refiner import build_refiner
 
@@ -69,7 +69,6 @@ class _DenseCoder(Coder):
     """What the baselines share: every real token's coordinates are sent, at value_bits."""
 
     def __init__(self, cfg: WavGPTConfig, d: int) -> None:
-        cfg.validate()
         super().__init__(d, cfg.block_size, build_refiner(cfg, d))
         self.cfg = cfg
         self.value_bits = cfg.value_bits

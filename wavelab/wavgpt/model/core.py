@@ -25,8 +25,8 @@ from torch import Tensor
 
 from wavelab.wavgpt.code.quantize import fake_quantize, group_scales
 from wavelab.wavgpt.code.sparse_code import code_bits, overhead_bytes, scale_count, sent_bits
-from wavelab.wavgpt.model.coding import Code, Coder
 from wavelab.wavgpt.config import WavGPTConfig
+from wavelab.wavgpt.model.coding import Code, Coder
 from wavelab.wavgpt.model.filter import FrequencyFilter
 from wavelab.wavgpt.model.lifting import LiftingDWT, band_index
 from wavelab.wavgpt.model.refiner import build_refiner
@@ -39,7 +39,6 @@ class WavGPTCore(Coder):
     has_bands = True
 
     def __init__(self, cfg: WavGPTConfig, d: int) -> None:
-        cfg.validate()
         super().__init__(d, cfg.block_size, build_refiner(cfg, d))
         self.cfg = cfg
         self.dwt = LiftingDWT(d, cfg.block_size, cfg.levels, learnable=cfg.learnable_lifting)

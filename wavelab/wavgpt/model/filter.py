@@ -8,7 +8,6 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from wavelab.wavgpt.config import check_filter
 from wavelab.wavgpt.model.lifting import band_index
 
 
@@ -47,7 +46,6 @@ class FrequencyFilter(nn.Module):
         temperature: float = 0.25,
     ) -> None:
         super().__init__()
-        check_filter(keep_ratio, init)
         self.d = d
         self.levels = levels
         self.keep_ratio = keep_ratio

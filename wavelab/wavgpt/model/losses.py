@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wavelab.wavgpt.config import WavGPTConfig
-from wavelab.wavgpt.model.distill import TeacherTopK, full_kl, sparse_kd_and_ce
 from wavelab.wavgpt.metrics.distortion import pooled_cosine
+from wavelab.wavgpt.model.distill import TeacherTopK, full_kl, sparse_kd_and_ce
 
 
 def masked_mean(per_token: Tensor, mask: Tensor) -> Tensor:

@@ -22,8 +22,6 @@ import torch
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from wavelab.wavgpt.metrics.text_rates import block_bits, reference_bits_per_token
-from wavelab.wavgpt.model.coding import WavGPTOutput
 from wavelab.wavgpt.metrics.distortion import (
     exact_blocks,
     mean_pool,
@@ -31,7 +29,13 @@ from wavelab.wavgpt.metrics.distortion import (
     pooled_cosine,
     recall_at_k,
 )
-from wavelab.wavgpt.metrics.two_part import EMBEDDING_BITS, decoded_embeddings, two_part_bits_per_token
+from wavelab.wavgpt.metrics.text_rates import block_bits, reference_bits_per_token
+from wavelab.wavgpt.metrics.two_part import (
+    EMBEDDING_BITS,
+    decoded_embeddings,
+    two_part_bits_per_token,
+)
+from wavelab.wavgpt.model.coding import WavGPTOutput
 
 BLOCK_METRICS = ("exact_blocks", "exact_blocks_orig", "cosine", "cosine_unrefined")
 RECALL_AT = (1, 10)

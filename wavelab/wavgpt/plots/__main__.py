@@ -4,12 +4,11 @@ a checkpoint, computed on its first validation blocks and written as PNGs."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.core.cli import checked_device, hydra_entry, literal_overrides, required
+from wavelab.core.cli import checked_device, hydra_entry, required
 from wavelab.core.errors import ConfigError
 
 # Keys whose values are file names, passed to Hydra literally.
@@ -92,15 +91,9 @@ def run(cfg: DictConfig) -> list[Path]:
     return paths
 
 
-@hydra_entry("plots")
-def plots_app(cfg: DictConfig) -> None:
+@hydra_entry("plots", text_keys=LITERAL_KEYS)
+def main(cfg: DictConfig) -> None:
     run(cfg)
-
-
-def main() -> None:
-    """Console entry; file-name keys stay literal."""
-    sys.argv = [sys.argv[0], *literal_overrides(sys.argv[1:], LITERAL_KEYS)]
-    plots_app()
 
 
 if __name__ == "__main__":

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-from wavelab.core.cli import checked_device, hydra_entry, literal_overrides, required
+from wavelab.core.cli import checked_device, hydra_entry, required
 from wavelab.core.errors import ConfigError
 from wavelab.core.user_files import output_file, write_output
 from wavelab.wavgpt.study.held_out import (
@@ -35,14 +34,16 @@ COLUMNS = (
 )
 
 
-def checked_weights(cfg: DictConfig) -> list[float]:
+def checked_settings(cfg: DictConfig) -> list:
+    """One PriorSettings per weight of ``weights`` (a number or a non-empty list of them)."""
+    from wavelab.wavgpt.config import PriorSettings
+
     value = cfg.weights
     weights = list(value) if OmegaConf.is_list(value) else [value]
-    if not weights or not all(
-        isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in weights
-    ):
+    if not weights:
         raise ConfigError(f"weights={value} is invalid: must be a list of numbers >= 0")
-    return [float(w) for w in weights]
+    keys = ("weights", "beam", "candidates")
+    return [PriorSettings(w, cfg.beam, cfg.candidates, keys=keys) for w in weights]
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
@@ -55,12 +56,9 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
-    from wavelab.wavgpt.codec.prior import PriorSettings
-
     paths = ckpt_path_list(cfg, "ckpt_paths")
     prior_path = required(cfg, "prior")
-    weights = checked_weights(cfg)
-    settings = PriorSettings.checked(0.0, cfg.beam, cfg.candidates)
+    settings = checked_settings(cfg)
     max_blocks = checked_count(cfg, "max_blocks", allow_none=True)
     batch_size = checked_count(cfg, "batch_size", allow_none=False)
     device = checked_device(str(cfg.device))
@@ -74,7 +72,7 @@ def run(cfg: DictConfig) -> dict:
     lm = load_module(prior_path, map_location=device, key="prior")
     check_prior(lm, next(iter(modules.values())).tokenizer.get_vocab(), f"prior={prior_path!r}")
     batches = held_out_batches(paths[0], max_blocks, batch_size, device, "ckpt_paths")
-    results = decode_with_prior(modules, batches, lm, settings, weights)
+    results = decode_with_prior(modules, batches, lm, settings)
     print(table(results))
     if out is not None:
         write_output(out, json.dumps(results, indent=1).encode(), "out")
@@ -82,15 +80,9 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra_entry("prior_eval")
-def prior_eval_app(cfg: DictConfig) -> None:
+@hydra_entry("prior_eval", text_keys=LITERAL_KEYS)
+def main(cfg: DictConfig) -> None:
     run(cfg)
-
-
-def main() -> None:
-    """Console entry; file-name keys stay literal."""
-    sys.argv = [sys.argv[0], *literal_overrides(sys.argv[1:], LITERAL_KEYS)]
-    prior_eval_app()
 
 
 if __name__ == "__main__":

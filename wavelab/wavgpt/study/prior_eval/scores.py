@@ -5,15 +5,15 @@ decoding differs between weights. The cost is CPU seconds per block of the decod
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor
 
+from wavelab.wavgpt.codec.prior import PriorDecoder
+from wavelab.wavgpt.config import PriorSettings
 from wavelab.wavgpt.module import WavGPTModule
-from wavelab.wavgpt.codec.prior import PriorDecoder, PriorSettings
 from wavelab.wavgpt.study.retrieval.scale import check_comparable
 
 
@@ -22,18 +22,18 @@ def decode_with_prior(
     modules: dict[str, WavGPTModule],
     batches: Iterable[dict[str, Tensor]],
     lm,
-    settings: PriorSettings,
-    weights: list[float],
+    settings: list[PriorSettings],
 ) -> dict[str, dict[str, float]]:
     """{"<checkpoint> weight=<λ>": {acc, exact_blocks, decode_cpu_s_per_block, bits_per_token,
-    blocks, acc_candidates, exact_blocks_candidates}} for every checkpoint and weight.
+    blocks, acc_candidates, exact_blocks_candidates}} for every checkpoint and every one of
+    ``settings`` (which differ in their weight alone).
 
     ``*_candidates`` bound what any prior can reach with these settings: the tokens that are
     among their position's ``candidates`` most likely head tokens, and the blocks whose every
     token is (the same for every weight; a decoded token is always a candidate)."""
     check_comparable(modules)
-    decoders = {w: PriorDecoder(lm, dataclasses.replace(settings, weight=w)) for w in weights}
-    totals = {(name, w): [0, 0, 0.0] for name in modules for w in weights}  # right, exact, cpu s
+    decoders = {s.weight: PriorDecoder(lm, s) for s in settings}
+    totals = {(name, w): [0, 0, 0.0] for name in modules for w in decoders}  # right, exact, cpu s
     bits = dict.fromkeys(modules, 0.0)
     reachable = {name: [0, 0] for name in modules}  # tokens, blocks among the candidates
     blocks = tokens = 0
@@ -48,7 +48,7 @@ def decode_with_prior(
             sent = module.core.sent_bits(out.code, module.fingerprint_bytes())
             bits[name] += float((sent / mask.sum(1)).sum())
             head_logp = torch.log_softmax(encoder.logits(out.refined).float(), dim=-1)
-            n_candidates = min(settings.candidates, head_logp.shape[-1])
+            n_candidates = min(settings[0].candidates, head_logp.shape[-1])
             top = head_logp.topk(n_candidates, dim=-1).indices  # (B, T, candidates)
             among = (top == ids[..., None]).any(-1) & mask.bool()  # (B, T)
             reachable[name][0] += int(among.sum())

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 from omegaconf import DictConfig
 
-from wavelab.core.cli import checked_device, hydra_entry, literal_overrides
+from wavelab.core.cli import checked_device, hydra_entry
 from wavelab.core.user_files import output_file, write_output
 from wavelab.wavgpt.study.held_out import (
     checked_count,
@@ -71,15 +70,9 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra_entry("retrieval")
-def retrieval_app(cfg: DictConfig) -> None:
+@hydra_entry("retrieval", text_keys=LITERAL_KEYS)
+def main(cfg: DictConfig) -> None:
     run(cfg)
-
-
-def main() -> None:
-    """Console entry; file-name keys stay literal."""
-    sys.argv = [sys.argv[0], *literal_overrides(sys.argv[1:], LITERAL_KEYS)]
-    retrieval_app()
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.metrics.distortion import mean_pool
-from wavelab.wavgpt.module import WavGPTModule
 from wavelab.wavgpt.model.validation_distortion import ValidationDistortion, embedding_metrics
+from wavelab.wavgpt.module import WavGPTModule
 
 
 @dataclass
