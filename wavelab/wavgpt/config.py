@@ -78,7 +78,7 @@ class WavGPTConfig:
         resolve_levels(self.block_size, self.levels)  # raises for block_size / levels
         if not (_is_number(self.keep_ratio) and 0.0 < self.keep_ratio <= 1.0):
             raise ConfigError(
-                f"model.keep_ratio={self.keep_ratio!r} is invalid: must be a number in (0, 1]"
+                f"model.keep_ratio={self.keep_ratio!r} is invalid: must be in (0, 1]"
             )
         if self.filter_init not in FILTER_INITS:
             raise ConfigError(
@@ -98,7 +98,7 @@ class WavGPTConfig:
             positive["refine_ff"] = self.refine_ff
         for key, value in positive.items():
             if not (_is_number(value) and value > 0):
-                raise ConfigError(f"model.{key}={value!r} is invalid: must be a number > 0")
+                raise ConfigError(f"model.{key}={value!r} is invalid: must be > 0")
         if self.kd not in KD_MODES:
             raise ConfigError(f"model.kd={self.kd!r} is invalid: must be one of {KD_MODES}")
         if not _is_count(self.kd_top_k, 1):

@@ -222,10 +222,10 @@ def test_k_larger_than_the_vocabulary_is_refused():
 BUILD = textwrap.dedent(
     """
     import sys, time
-    sys.path[:0] = [{tests!r}, {tests!r} + "/wavgpt"]
+    sys.path[:0] = [{tests!r}, {tests!r} + "/wavgpt/data"]
     import numpy as np
     from pathlib import Path
-    from wavgpt.test_teacher_cache import blocks
+    from wavgpt.data.test_teacher_cache import blocks
     from helpers.wavgpt_batches import tiny_encoder
     from wavelab.wavgpt.data import teacher_cache
     from wavelab.wavgpt.model.distill import teacher_topk
