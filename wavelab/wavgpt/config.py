@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.code.quantize import check_value_bits, check_value_scale
-from wavelab.wavgpt.model.distill import KD_MODES
-from wavelab.wavgpt.model.lifting import resolve_levels
 
 FILTER_INITS = ("dct_like", "lowpass", "uniform")
+# sparse: KL over the teacher's top kd_top_k tokens plus one bucket for the rest; full: all.
+KD_MODES = ("sparse", "full")
 # What codes the hidden states: the wavelet code (model/core.py) or a baseline (model/baselines.py).
 CODERS = ("wavelet", "pca", "scalar")
 
@@ -27,6 +27,35 @@ def _is_number(value) -> bool:
 
 def _is_count(value, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def max_levels(block_size: int) -> int:
+    """The largest L such that block_size is divisible by 2**L."""
+    if block_size < 1:
+        raise ConfigError(f"model.block_size={block_size} is invalid: must be a positive integer")
+    return (block_size & -block_size).bit_length() - 1
+
+
+def resolve_levels(block_size: int, levels: int | None) -> int:
+    """``levels`` as given, or as many as block_size allows; raises ConfigError if impossible."""
+    most = max_levels(block_size)
+    if levels is None:
+        if most == 0:
+            raise ConfigError(
+                f"model.block_size={block_size} is invalid: it must be even so that at least one "
+                "wavelet level fits"
+            )
+        return most
+    if levels < 1:
+        raise ConfigError(
+            f"model.levels={levels} is invalid: must be >= 1 (or null for the maximum)"
+        )
+    if block_size % 2**levels:
+        raise ConfigError(
+            f"model.block_size={block_size} is not divisible by 2**model.levels={2**levels}: use "
+            f"model.levels <= {most}, or a model.block_size that is a multiple of {2**levels}"
+        )
+    return levels
 
 
 @dataclass(frozen=True)
@@ -77,9 +106,7 @@ class WavGPTConfig:
         """Raise ConfigError naming the key, the bad value and what is allowed."""
         resolve_levels(self.block_size, self.levels)  # raises for block_size / levels
         if not (_is_number(self.keep_ratio) and 0.0 < self.keep_ratio <= 1.0):
-            raise ConfigError(
-                f"model.keep_ratio={self.keep_ratio!r} is invalid: must be in (0, 1]"
-            )
+            raise ConfigError(f"model.keep_ratio={self.keep_ratio!r} is invalid: must be in (0, 1]")
         if self.filter_init not in FILTER_INITS:
             raise ConfigError(
                 f"model.filter_init={self.filter_init!r} is invalid: must be one of {FILTER_INITS}"
@@ -127,6 +154,11 @@ class WavGPTConfig:
                 raise ConfigError(f"model.{key}_weight={value!r} is invalid: must be >= 0")
         if sum(weights.values()) == 0:
             raise ConfigError("model.*_weight are all 0: at least one loss weight must be > 0")
+
+    @property
+    def resolved_levels(self) -> int:
+        """The lifting's levels: ``levels``, or as many as block_size allows."""
+        return resolve_levels(self.block_size, self.levels)
 
     def loss_weights(self) -> dict[str, float]:
         return {

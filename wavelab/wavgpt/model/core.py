@@ -41,7 +41,9 @@ class WavGPTCore(Coder):
     def __init__(self, cfg: WavGPTConfig, d: int) -> None:
         super().__init__(d, cfg.block_size, build_refiner(cfg, d))
         self.cfg = cfg
-        self.dwt = LiftingDWT(d, cfg.block_size, cfg.levels, learnable=cfg.learnable_lifting)
+        self.dwt = LiftingDWT(
+            d, cfg.block_size, cfg.resolved_levels, learnable=cfg.learnable_lifting
+        )
         self.filter = FrequencyFilter(
             d,
             self.dwt.levels,

@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-KD_MODES = ("sparse", "full")
 # q_rest = 1 - sum_K q loses its digits when the top K hold nearly all of the student's mass;
 # below this the student's rest mass is taken to be this (it only matters where the teacher's
 # rest mass is itself negligible).

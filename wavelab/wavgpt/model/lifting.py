@@ -39,37 +39,6 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from wavelab.core.errors import ConfigError
-
-
-def max_levels(block_size: int) -> int:
-    """The largest L such that block_size is divisible by 2**L."""
-    if block_size < 1:
-        raise ConfigError(f"model.block_size={block_size} is invalid: must be a positive integer")
-    return (block_size & -block_size).bit_length() - 1
-
-
-def resolve_levels(block_size: int, levels: int | None) -> int:
-    """``levels`` as given, or as many as block_size allows; raises ConfigError if impossible."""
-    most = max_levels(block_size)
-    if levels is None:
-        if most == 0:
-            raise ConfigError(
-                f"model.block_size={block_size} is invalid: it must be even so that at least one "
-                "wavelet level fits"
-            )
-        return most
-    if levels < 1:
-        raise ConfigError(
-            f"model.levels={levels} is invalid: must be >= 1 (or null for the maximum)"
-        )
-    if block_size % 2**levels:
-        raise ConfigError(
-            f"model.block_size={block_size} is not divisible by 2**model.levels={2**levels}: use "
-            f"model.levels <= {most}, or a model.block_size that is a multiple of {2**levels}"
-        )
-    return levels
-
 
 def band_index(T: int, levels: int) -> Tensor:
     """(T,) long: the band of each coefficient position, 0 = approx, L = finest detail."""
@@ -82,13 +51,13 @@ def band_index(T: int, levels: int) -> Tensor:
 class LiftingDWT(nn.Module):
     """Multi-level lifting DWT along dim 1 of (B, T, d) tensors; Haar at init, exact inverse."""
 
-    def __init__(
-        self, d: int, block_size: int, levels: int | None = None, learnable: bool = True
-    ) -> None:
+    def __init__(self, d: int, block_size: int, levels: int, learnable: bool = True) -> None:
+        """``levels`` >= 1 with ``block_size`` divisible by 2**levels (WavGPTConfig checks and
+        resolves them: ``resolved_levels``)."""
         super().__init__()
         self.d = d
         self.block_size = block_size
-        self.levels = resolve_levels(block_size, levels)
+        self.levels = levels
         self.learnable = learnable
         shape = (self.levels, d)
         init = {
