@@ -207,8 +207,9 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                     fail(
                         f"SLURM will never start job {job.job_id}: it pends with reason {reason} "
                         f"(it asks for {NEVER_STARTS[reason]}), so the sweep's jobs were "
-                        "cancelled; change hydra.launcher.nodes, tasks_per_node, cpus_per_task, "
-                        "mem_gb or timeout_min"
+                        "cancelled; change one of hydra.launcher.nodes, "
+                        "hydra.launcher.tasks_per_node, hydra.launcher.cpus_per_task, "
+                        "hydra.launcher.mem_gb or hydra.launcher.timeout_min"
                     )
             if len(outcome) < len(jobs):
                 time.sleep(POLL_SECONDS)
