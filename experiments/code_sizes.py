@@ -3,7 +3,7 @@
 16 texts of 150 words of the complete works, MiniLM, T=256, keep 1/16, an untrained module (code
 sizes depend on which coefficients are kept, not on how well they decode), format version 3.
 Prints one markdown row per (value_bits, value_scale): bits per token sent, the ideal, and the
-compression against the raw token ids (experiments/README.md quotes them).
+compression against the raw token ids (experiments/wavgpt_codes.md quotes them).
 """
 
 from __future__ import annotations

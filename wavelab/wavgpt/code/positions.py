@@ -12,7 +12,7 @@ entropy of the band's keep rate, and it can beat the one-rate ideal log2 C(T·d,
 
 Why Rice and not an arithmetic/ANS coder with per-band keep rates: on real codes the Rice stream
 stays within a few percent of the per-band Bernoulli entropy (the size such a coder approaches,
-before it sends the rates; experiments/README.md), and that small gap buys no dependency and
+before it sends the rates), and that small gap buys no dependency and
 coding in a few numpy calls, with no Python loop per coefficient, where an ANS coder codes all
 T·d keep/drop symbols.
 

@@ -260,9 +260,9 @@ class WavGPTCodec:
         encoded first, so they are compared by what their codes carry.
 
         The states are the inverse transform's, before the refiner: KD and CE train the refiner
-        for the head's tokens only, and its states can lose the embedding (experiments/README.md
-        measures both). ``refined=True`` reads the refined states, e.g. of a model
-        trained with ``model.embedding_weight`` > 0."""
+        for the head's tokens only, and its states can lose the embedding
+        (experiments/wavgpt_reviewer.md measures both). ``refined=True`` reads the refined
+        states, e.g. of a model trained with ``model.embedding_weight`` > 0."""
         texts = [i for i, item in enumerate(items) if isinstance(item, str)]
         codes = list(items)
         for i, code in zip(texts, self.encode([items[i] for i in texts])):
@@ -285,7 +285,7 @@ class WavGPTCodec:
         correlation of pairwise cosines with the uncompressed embeddings (does the order of
         similarities survive, as an STS-style use needs?), before the refiner and after it,
         beside the two-part code (the embedding quantized, plus the text compressed) at the
-        same blocks; experiments/README.md reports them per method and rate."""
+        same blocks; experiments/wavgpt_reviewer.md reports them per method and rate."""
         return self.embed(a, refined) @ self.embed(b, refined).T
 
     def size(self, code: SparseCode) -> CodeSize:

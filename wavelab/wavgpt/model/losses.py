@@ -39,7 +39,7 @@ def distillation_loss(
     embedding:  1 - cosine of the mean-pooled refined and target_h (the block's sentence
                 embedding, ``distortion.pooled_cosine``), a mean over blocks. KD and CE train
                 the refined states for the head's logits only, and they drift from the original
-                embedding (experiments/README.md); this term anchors the
+                embedding (experiments/wavgpt_rate_distortion.md); this term anchors the
                 block's embedding alone, where hidden_mse pulls every state back to h.
     unrefined_mse: mean over d of (unrefined - target_h)^2, the states decoded from the code before
                 the refiner.
