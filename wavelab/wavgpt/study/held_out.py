@@ -3,6 +3,8 @@ held-out blocks of the data their run was trained on, every one of them or the f
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from torch import Tensor
 
 from wavelab.core.errors import ConfigError
 from wavelab.core.heap import trim_heap
+from wavelab.core.user_files import write_output
+
+log = logging.getLogger("wavelab.wavgpt.study")
 
 
 def ckpt_path_list(cfg: DictConfig, key: str) -> list[str]:
@@ -71,3 +76,11 @@ def held_out_batches(
     for batch in data.val_dataloader():
         yield {k: v.to(device) for k, v in batch.items()}
         trim_heap()  # what the caller freed of this batch goes back to the system
+
+
+def report(results: dict, table: str, out: Path | None) -> None:
+    """Print a study's table, and write its results as JSON to ``out`` (the key ``out=``)."""
+    print(table)
+    if out is not None:
+        write_output(out, json.dumps(results, indent=1).encode(), "out")
+        log.info("wrote %s", out)

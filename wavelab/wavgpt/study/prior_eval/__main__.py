@@ -6,22 +6,18 @@ error ends as one line and exit code 2, before the data is read.
 
 from __future__ import annotations
 
-import json
-import logging
-
 from omegaconf import DictConfig, OmegaConf
 
 from wavelab.core.cli import checked_device, hydra_entry, required
 from wavelab.core.errors import ConfigError
-from wavelab.core.user_files import output_file, write_output
+from wavelab.core.user_files import output_file
 from wavelab.wavgpt.study.held_out import (
     checked_count,
     ckpt_path_list,
     held_out_batches,
     load_wavgpt_modules,
+    report,
 )
-
-log = logging.getLogger("wavelab.wavgpt.study.prior_eval")
 
 LITERAL_KEYS = ("prior", "out")
 COLUMNS = (
@@ -73,10 +69,7 @@ def run(cfg: DictConfig) -> dict:
     check_prior(lm, next(iter(modules.values())).tokenizer.get_vocab(), f"prior={prior_path!r}")
     batches = held_out_batches(paths[0], max_blocks, batch_size, device, "ckpt_paths")
     results = decode_with_prior(modules, batches, lm, settings)
-    print(table(results))
-    if out is not None:
-        write_output(out, json.dumps(results, indent=1).encode(), "out")
-        log.info("wrote %s", out)
+    report(results, table(results), out)
     return results
 
 

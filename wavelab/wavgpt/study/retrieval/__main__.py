@@ -6,21 +6,17 @@ Every user error ends as one line and exit code 2, before the data is read.
 
 from __future__ import annotations
 
-import json
-import logging
-
 from omegaconf import DictConfig
 
 from wavelab.core.cli import checked_device, hydra_entry
-from wavelab.core.user_files import output_file, write_output
+from wavelab.core.user_files import output_file
 from wavelab.wavgpt.study.held_out import (
     checked_count,
     ckpt_path_list,
     held_out_batches,
     load_wavgpt_modules,
+    report,
 )
-
-log = logging.getLogger("wavelab.wavgpt.study.retrieval")
 
 LITERAL_KEYS = ("out",)
 COLUMNS = (
@@ -63,10 +59,7 @@ def run(cfg: DictConfig) -> dict:
     modules = load_wavgpt_modules(paths, device, "ckpt_paths")
     batches = held_out_batches(paths[0], max_blocks, batch_size, device, "ckpt_paths")
     results = retrieval_at_scale(modules, batches)
-    print(table(results))
-    if out is not None:
-        write_output(out, json.dumps(results, indent=1).encode(), "out")
-        log.info("wrote %s", out)
+    report(results, table(results), out)
     return results
 
 
