@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wavelab.core.errors import ConfigError
+from wavelab.wavegpt.sampling import next_token, window_and_prev
 
 WAVENET_MODES = ("prev_block", "causal", "block")
 
@@ -175,7 +176,11 @@ class WaveNetLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, T, C). Zeros before the start keep output t a function of inputs <= t.
-        past = F.pad(x, (0, 0, self.dilation, 0))[:, : x.size(1)]
+        return self.from_taps(F.pad(x, (0, 0, self.dilation, 0))[:, : x.size(1)], x)
+
+    def from_taps(self, past: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer at positions whose inputs are x (B, n, C), given the inputs ``dilation``
+        positions before each of them (``past``, same shape; zeros before the start)."""
         z = gated(self.dilated(torch.cat((past, x), dim=-1)))
         return self._residual(x, z), z
 
@@ -307,7 +312,7 @@ class GPT(nn.Module):
         emb = self.transformer.wte(idx.clamp(min=0))
         return emb * (idx >= 0).unsqueeze(-1).to(emb.dtype)
 
-    def _branch(self, tok_emb: torch.Tensor, prev_idx: torch.Tensor | None) -> torch.Tensor:
+    def branch(self, tok_emb: torch.Tensor, prev_idx: torch.Tensor | None) -> torch.Tensor:
         mode = self.mode
         if mode == "causal":
             return self.wavenet(tok_emb)  # (B, T, C)
@@ -346,7 +351,7 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x)
         if self.mode is not None:
-            x = x + self.wavenet_gate * self._branch(tok_emb, prev_idx)
+            x = x + self.wavenet_gate * self.branch(tok_emb, prev_idx)
         return self.transformer.ln_f(x)
 
     def next_token_logits(self, idx: torch.Tensor) -> torch.Tensor:
@@ -371,21 +376,13 @@ class GPT(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Samples continuations of idx (B, T0); any T0, also longer than block_size."""
-        T = self.config.block_size
+        """Samples continuations of idx (B, T0); any T0, also longer than block_size.
+
+        The full-window path: every new token runs the whole window again. The same draws
+        with a cache are ``wavelab.wavegpt.decode.generate``.
+        """
         for _ in range(max_new_tokens):
-            window = idx[:, -T:]
-            prev = None
-            if self.mode == "prev_block":
-                before = idx[:, :-T] if idx.size(1) > T else idx[:, :0]
-                before = before[:, -T:]
-                prev = F.pad(before, (T - before.size(1), 0), value=-1)
-            logits, _ = self(window, prev_idx=prev)
-            logits = logits[:, -1, :] / max(temperature, 1e-8)
-            if top_k is not None:
-                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                logits[logits < v[:, [-1]]] = -float("inf")
-            probs = F.softmax(logits, dim=-1)
-            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
-            idx = torch.cat((idx, idx_next), dim=1)
+            window, prev = window_and_prev(idx, self.config.block_size, self.mode == "prev_block")
+            logits = self(window, prev_idx=prev)[0][:, -1]
+            idx = torch.cat((idx, next_token(logits, temperature, top_k, generator)), dim=1)
         return idx

@@ -14,6 +14,7 @@ from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
+from wavelab.wavegpt import decode
 from wavelab.wavegpt.model import GPT, GPTConfig
 
 
@@ -134,7 +135,10 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        kv_cache: bool = True,
     ) -> str:
+        """The prompt and its continuation; ``kv_cache`` picks the cached decoder over the
+        full-window path (the same draws from the same logits)."""
         if self.tokenizer is None:
             raise ValueError("this model was built without a tokenizer; cannot generate text")
         ids = self.tokenizer.encode(prompt) or [0]
@@ -144,6 +148,7 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
             gen = torch.Generator(device=self.device).manual_seed(seed)
         was_training = self.net.training
         self.net.eval()
-        out = self.net.generate(idx, max_new_tokens, temperature, top_k, generator=gen)
+        generate = decode.generate if kv_cache else type(self.net).generate
+        out = generate(self.net, idx, max_new_tokens, temperature, top_k, generator=gen)
         self.net.train(was_training)
         return self.tokenizer.decode(out[0].tolist())
