@@ -32,6 +32,8 @@ from wavelab.core.errors import ConfigError
 from wavelab.wavegpt.sampling import next_token, window_and_prev
 
 WAVENET_MODES = ("prev_block", "causal", "block")
+# The MLP's GELU: exact (erf), or GPT-2's tanh approximation.
+ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}
 
 
 @dataclass
@@ -57,6 +59,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False
+    activation: str = "gelu"  # a key of ACTIVATIONS
     wavenet: WaveNetConfig | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -78,6 +81,11 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.net.dropout={self.dropout} is invalid: must be in [0, 1)")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"model.net.activation={self.activation!r} is invalid: allowed are "
+                f"{', '.join(ACTIVATIONS)}"
+            )
         wn = self.wavenet
         if wn is None:
             return
@@ -131,9 +139,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.approximate = ACTIVATIONS[config.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
