@@ -14,21 +14,32 @@ from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
+from wavelab.hf.gpt2_dir import read_gpt2_dir
+from wavelab.hf.init_from import load_trunk, net_from_dir
 from wavelab.wavegpt import decode
 from wavelab.wavegpt.model import GPT, GPTConfig
+
+
+def check_config(cfg) -> None:
+    """A ``model.init_from`` dir is read (its config.json and weight shapes) before any data."""
+    if cfg.model.get("init_from"):
+        read_gpt2_dir(str(cfg.model.init_from))
 
 
 class LanguageModelModule(RecordsItsClass, L.LightningModule):
     """Trains ``GPT(GPTConfig(**net))`` on (x_prev, x, y) windows.
 
     ``tokenizer`` (a ``to_dict()`` of the data's tokenizer) fixes the vocabulary and travels in
-    the checkpoint, so sampling and evaluation need nothing but the checkpoint.
+    the checkpoint, so sampling and evaluation need nothing but the checkpoint. ``init_from``: a
+    local GPT2LMHeadModel dir whose architecture and weights the trunk starts from; the saved
+    hyperparameters hold the resulting ``net`` (and no dir), so a checkpoint loads without it.
     """
 
     spec = ModelSpec(
         label="GPT",
         headline_metrics=("val/loss", "val/loss_best", "val/ppl", "val/acc", "val/bpc"),
         generates_text=True,
+        check_config=check_config,
         flops_per_token=lambda module: module.net.flops_per_token(),
     )
 
@@ -39,11 +50,17 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         scheduler: dict,
         tokenizer: dict | None = None,
         compile: bool = False,
+        init_from: str | None = None,
     ):
         super().__init__()
         net, optimizer, scheduler, tokenizer = map(plain, (net, optimizer, scheduler, tokenizer))
-        if tokenizer is not None:
-            net = {**net, "vocab_size": tokenizer_from_dict(tokenizer).vocab_size}
+        self.tokenizer: TextTokenizer | None = tokenizer and tokenizer_from_dict(tokenizer)
+        gpt2 = None
+        if init_from is not None:
+            gpt2 = read_gpt2_dir(str(init_from))
+            net = net_from_dir(net, gpt2, self.tokenizer)
+        elif self.tokenizer is not None:
+            net = {**net, "vocab_size": self.tokenizer.vocab_size}
         if net.get("vocab_size") is None:
             raise ConfigError(
                 "model.net.vocab_size is unset: give it, or pass the data's tokenizer"
@@ -55,11 +72,13 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
                 "scheduler": scheduler,
                 "tokenizer": tokenizer,
                 "compile": compile,
+                "init_from": None,
             },
             logger=False,
         )
         self.net = GPT(GPTConfig(**net))
-        self.tokenizer: TextTokenizer | None = tokenizer and tokenizer_from_dict(tokenizer)
+        if gpt2 is not None:
+            load_trunk(self.net, gpt2)
         if compile:  # in place: the weights keep their one state_dict key, net.*
             self.net.compile()
 
