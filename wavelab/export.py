@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -12,7 +13,7 @@ from wavelab.core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def run_export(cfg: DictConfig):
+def run_export(cfg: DictConfig) -> Path:
     if not isinstance(cfg.overwrite, bool):
         raise ConfigError(f"overwrite={cfg.overwrite!r} is invalid: true or false")
     from wavelab.core.checkpoints import (
@@ -21,18 +22,19 @@ def run_export(cfg: DictConfig):
         read_checkpoint,
         resolve_ckpt_path,
     )
-    from wavelab.hf.export import check_out_dir, export
-    from wavelab.wavegpt.module import LanguageModelModule
+    from wavelab.core.user_files import output_dir, write_dir
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path)
-    out = check_out_dir(str(cfg.out), cfg.overwrite, ckpt)
-    cls = checkpoint_class(read_checkpoint(ckpt), ckpt)
-    if not issubclass(cls, LanguageModelModule):
+    out = output_dir(str(cfg.out), "out", protect=[ckpt], overwrite=cfg.overwrite)
+    spec = checkpoint_class(read_checkpoint(ckpt), ckpt).spec
+    if spec.write_hf_dir is None:
         raise ConfigError(
-            f"ckpt_path={cfg.ckpt_path!r} is a {cls.spec.label} checkpoint; export handles the "
-            "GPT and WaveGPT language models (model=gpt, wavegpt, wavegpt_causal)"
+            f"ckpt_path={cfg.ckpt_path!r} is a {spec.label} checkpoint, which has no Hugging "
+            "Face export; export handles the language models (model=gpt, wavegpt, "
+            "wavegpt_causal)"
         )
-    return export(load_module(ckpt), ckpt, out)
+    module = load_module(ckpt)
+    return write_dir(out, lambda tmp: spec.write_hf_dir(module, tmp), "out")
 
 
 @hydra_entry("export", literal_keys=("ckpt_path", "out"))

@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 from wavelab.core.checkpoints import load_module
 from wavelab.core.config import instantiate
 from wavelab.data.tokenizers import HFTokenizer
-from wavelab.hf.gpt2_map import from_gpt2
+from wavelab.wavegpt.hf.gpt2_map import from_gpt2
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

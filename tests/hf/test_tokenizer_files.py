@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from wavelab.data.tokenizers import BPETokenizer, CharTokenizer, WordPieceTokenizer
-from wavelab.hf.tokenizer_files import save_tokenizer
+from wavelab.wavegpt.hf.tokenizer_files import save_tokenizer
 
 TRAIN = "ROMEO:\nBut soft, what light through yonder window breaks?\n\tIt is the east!  " * 4
 SAMPLE = "What light?\nIt is\tthe east,  and Juliet is the sun!"

@@ -14,9 +14,10 @@ from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
-from wavelab.hf.gpt2_dir import read_gpt2_dir
-from wavelab.hf.init_from import load_trunk, net_from_dir
 from wavelab.wavegpt import decode
+from wavelab.wavegpt.hf.export import write_model_dir
+from wavelab.wavegpt.hf.gpt2_dir import read_gpt2_dir
+from wavelab.wavegpt.hf.init_from import load_trunk, net_from_dir
 from wavelab.wavegpt.model import GPT, GPTConfig
 
 
@@ -41,6 +42,7 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         generates_text=True,
         check_config=check_config,
         flops_per_token=lambda module: module.net.flops_per_token(),
+        write_hf_dir=write_model_dir,
     )
 
     def __init__(

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from wavelab.core.errors import ConfigError
-from wavelab.hf.gpt2_map import gpt2_keys, net_from_gpt2
+from wavelab.wavegpt.hf.gpt2_map import gpt2_keys, net_from_gpt2
 from wavelab.wavegpt.model import GPTConfig
 
 KEY = "model.init_from"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from wavelab.core.errors import ConfigError
 from wavelab.data.tokenizers import TextTokenizer
-from wavelab.hf.gpt2_dir import KEY, GPT2Dir, load_weights
-from wavelab.hf.gpt2_map import from_gpt2
+from wavelab.wavegpt.hf.gpt2_dir import KEY, GPT2Dir, load_weights
+from wavelab.wavegpt.hf.gpt2_map import from_gpt2
 from wavelab.wavegpt.model import GPT
 
 

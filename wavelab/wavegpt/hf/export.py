@@ -3,42 +3,21 @@
 ``model=gpt``: a plain ``GPT2LMHeadModel`` (config.json, model.safetensors), no remote code.
 WaveGPT: ``WaveGPTForCausalLM`` with its modeling file in the dir and an ``auto_map``, for
 ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)``. Both carry the
-checkpoint's tokenizer. The dir is written next to ``out`` and moved into place whole.
+checkpoint's tokenizer.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import torch
 
 from wavelab.core.errors import ConfigError
-from wavelab.hf.gpt2_map import gpt2_config, to_gpt2
-from wavelab.hf.tokenizer_files import save_tokenizer
+from wavelab.wavegpt.hf.gpt2_map import gpt2_config, to_gpt2
+from wavelab.wavegpt.hf.tokenizer_files import save_tokenizer
 from wavelab.wavegpt.model import GPT
 
 EXPORTABLE_MODES = ("prev_block", "causal")
-
-
-def check_out_dir(out: str, overwrite: bool, ckpt_path: Path) -> Path:
-    """``out`` as a dir export may write: new, empty, or non-empty with ``overwrite``; never
-    one holding the checkpoint or the working dir."""
-    path = Path(out).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"out={out!r} is invalid: it exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"out={out!r} is a non-empty directory: give overwrite=true to replace its "
-            "contents, or a new or empty directory"
-        )
-    if ckpt_path.resolve().is_relative_to(path) or Path.cwd().resolve().is_relative_to(path):
-        raise ConfigError(
-            f"out={out!r} is invalid: it holds the checkpoint or the working directory, which "
-            "an export replaces; give a directory of its own"
-        )
-    return path
 
 
 def gpt2_model(net: GPT):
@@ -54,7 +33,7 @@ def gpt2_model(net: GPT):
 def wavegpt_model(net: GPT):
     """The ``WaveGPTForCausalLM`` that computes what ``net`` (a WaveGPT) does, registered for
     the Auto classes so that its save carries the modeling file."""
-    from wavelab.hf.modeling_wavegpt import WaveGPTConfig, WaveGPTForCausalLM
+    from wavelab.wavegpt.hf.modeling_wavegpt import WaveGPTConfig, WaveGPTForCausalLM
 
     wn = net.config.wavenet
     if wn.mode not in EXPORTABLE_MODES:
@@ -82,24 +61,12 @@ def wavegpt_model(net: GPT):
     return model
 
 
-def export(module, ckpt_path: Path, out: Path) -> Path:
-    """Writes ``module`` (a LanguageModelModule) as a model dir at ``out``; returns it."""
+def write_model_dir(module, out: Path) -> None:
+    """Writes ``module`` (a LanguageModelModule) as a model dir into the new dir ``out``."""
     if module.tokenizer is None:
-        raise ConfigError(
-            f"ckpt_path={str(ckpt_path)!r} has no tokenizer; an export needs one to be usable"
-        )
+        raise ConfigError("the checkpoint has no tokenizer; an exported model needs one")
     net = module.net.float().eval()
     with torch.no_grad():
         model = gpt2_model(net) if net.mode is None else wavegpt_model(net)
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    try:
-        model.save_pretrained(str(tmp))
-        save_tokenizer(module.tokenizer, tmp)
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-    finally:
-        for leftover in (tmp, old):
-            shutil.rmtree(leftover, ignore_errors=True)
-    return out
+    model.save_pretrained(str(out))
+    save_tokenizer(module.tokenizer, out)

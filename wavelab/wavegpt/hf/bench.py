@@ -33,8 +33,8 @@ from wavelab.core.config import instantiate
 from wavelab.core.errors import ConfigError
 from wavelab.data.corpora import shakespeare_complete_works
 from wavelab.data.tokenizers import CharTokenizer
-from wavelab.hf.export import export
 from wavelab.wavegpt import decode
+from wavelab.wavegpt.hf.export import write_model_dir
 from wavelab.wavegpt.model import GPT
 
 WITHIN = "within"  # new tokens up to the end of the block
@@ -107,8 +107,8 @@ def run(settings: Settings) -> dict:
             module = build(model, list(overrides), tokenizer)
             block = module.net.config.block_size
             with tempfile.TemporaryDirectory() as tmp:
-                out = export(module, Path(tmp) / "model.ckpt", Path(tmp) / "hf")
-                hf_model = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True)
+                write_model_dir(module, Path(tmp))
+                hf_model = AutoModelForCausalLM.from_pretrained(tmp, trust_remote_code=True)
             hf_model.eval()
             for n in settings.new_tokens:
                 new = block - prompt.size(1) if n == WITHIN else int(n)
