@@ -65,7 +65,7 @@ def write_model_dir(module, out: Path) -> None:
     """Writes ``module`` (a LanguageModelModule) as a model dir into the new dir ``out``."""
     if module.tokenizer is None:
         raise ConfigError("the checkpoint has no tokenizer; an exported model needs one")
-    net = module.net.float().eval()
+    net = module.net  # its weights are copied (and cast to the export's float32) by load_state_dict
     with torch.no_grad():
         model = gpt2_model(net) if net.mode is None else wavegpt_model(net)
     model.save_pretrained(str(out))
