@@ -98,6 +98,18 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     return saved
 
 
+def use_init_from_tokenizer(cfg: DictConfig) -> None:
+    """``model.init_from=<dir>`` brings its tokenizer: ``data.tokenizer`` becomes ``hf:<dir>``
+    unless it names an ``hf:`` tokenizer already."""
+    init_from = cfg.model.get("init_from")
+    if not init_from:
+        return
+    from wavelab.data.tokenizers import HF_PREFIX
+
+    if not str(cfg.data.get("tokenizer", "")).startswith(HF_PREFIX):
+        cfg.data.tokenizer = f"{HF_PREFIX}{init_from}"
+
+
 def check_values(cfg: DictConfig) -> None:
     """The values Lightning and the models would reject late, or not at all, checked up front."""
     check_number(cfg, "seed", integer=True)
@@ -268,6 +280,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.resume_dir = requeued
     if cfg.get("resume_dir"):
         cfg = resume_config(cfg)
+    use_init_from_tokenizer(cfg)
     check_values(cfg)
     ckpt = check_resume_checkpoint(cfg)
 

@@ -17,6 +17,8 @@ def check_values(cfg: DictConfig) -> None:
     check_number(cfg, "temperature", minimum=0, exclusive=True)
     check_number(cfg, "top_k", integer=True, minimum=1, optional=True)
     check_number(cfg, "seed", integer=True)
+    if not isinstance(cfg.kv_cache, bool):
+        raise ConfigError(f"kv_cache={cfg.kv_cache!r} is invalid: true or false")
     if str(cfg.device).partition(":")[0] not in DEVICES:
         raise ConfigError(f"device={cfg.device!r} is invalid: one of {', '.join(DEVICES)}")
 
@@ -41,7 +43,12 @@ def sample(cfg: DictConfig) -> list[str]:
     module = load_module(cfg.ckpt_path, map_location=device)
     return [
         module.generate_text(
-            cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, seed=cfg.seed + i
+            cfg.prompt,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            cfg.top_k,
+            seed=cfg.seed + i,
+            kv_cache=cfg.kv_cache,
         )
         for i in range(cfg.num_samples)
     ]

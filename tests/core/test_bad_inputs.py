@@ -1,4 +1,4 @@
-"""The battery of bad inputs for run, eval and sample: each through the real CLI ends
+"""The battery of bad inputs for run, eval, sample and export: each through the real CLI ends
 with exit code 2 and one error line naming the key or file, no traceback, and writes nothing
 outside the one run dir of that command. Config errors fail before Lightning is imported, so
 most cases take a second or two."""
@@ -119,6 +119,14 @@ CASES = {
     "sample wavgpt": ("sample", ["ckpt_path={wavgpt}"], ["WavGPT", "wavelab.wavgpt.codec"]),
     "sample ckpt text": ("sample", ["ckpt_path={text}"], ["ckpt_path", "notes.ckpt"]),
     "sample ckpt missing": ("sample", ["ckpt_path={missing}"], ["missing.ckpt"]),
+    "sample kv_cache": ("sample", ["ckpt_path={gpt}", "kv_cache=maybe"], ["kv_cache", "maybe"]),
+    # export
+    "export no out": ("export", ["ckpt_path={gpt}"], ["out"]),
+    "export overwrite": ("export", ["ckpt_path={gpt}", "out=hf", "overwrite=1"], ["overwrite=1"]),
+    "export wavgpt": ("export", ["ckpt_path={wavgpt}", "out=hf"], ["WavGPT", "no Hugging Face"]),
+    "export out file": ("export", ["ckpt_path={gpt}", "out={text}"], ["notes.ckpt", "directory"]),
+    "export out cwd": ("export", ["ckpt_path={gpt}", "out=."], ["out='.'", "delete"]),
+    "export ckpt missing": ("export", ["ckpt_path={missing}", "out=hf"], ["missing.ckpt"]),
 }
 
 
@@ -150,7 +158,7 @@ def test_bad_input_gets_one_clear_error_and_writes_nothing_else(entry, files, ca
 
 def test_the_battery_covers_enough_inputs():
     assert len(CASES) >= 30
-    assert {module for module, _, _ in CASES.values()} == {"run", "eval", "sample"}
+    assert {module for module, _, _ in CASES.values()} == {"run", "eval", "sample", "export"}
 
 
 def test_a_gpu_trainer_on_a_machine_without_one_names_the_hardware(entry, files):

@@ -150,3 +150,27 @@ def test_the_data_bench_prepares_each_tokenizer_in_its_own_process(entry):
     for row in rows:
         assert row["peak_rss_gb"] > 0 and row["cache_mb"] > 0 and row["size_mb"] > 0
     assert not (entry.cwd / "bench").exists()  # the corpora and caches are removed
+
+
+def test_the_sample_bench_runs_the_three_generators_on_the_same_tokens():
+    from wavelab.wavegpt.hf.bench import Settings, format_table, run
+
+    tiny = ["model.net.n_layer=1", "model.net.n_embd=32", "model.net.n_head=2"]
+    settings = Settings(
+        models=("gpt", "wavegpt_causal"),
+        sizes={"tiny": [*tiny, "data.block_size=16"]},
+        new_tokens=("within", 20),
+        repeats=1,
+    )
+    result = run(settings)
+    rows = result["rows"]
+    assert [(r["model"], r["new_tokens"]) for r in rows] == [
+        ("gpt", 15),
+        ("gpt", 20),
+        ("wavegpt_causal", 15),
+        ("wavegpt_causal", 20),
+    ]
+    assert all(r["same_tokens"] and r["cache_s"] > 0 and r["full_s"] > 0 for r in rows)
+    # transformers' model has block_size positions: it runs within the block only
+    assert ["transformers_s" in r for r in rows] == [True, False, True, False]
+    assert "| gpt | 1x32 | 16 | 20 |" in format_table(result)

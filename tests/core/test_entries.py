@@ -12,7 +12,12 @@ import pytest
 from helpers.cli import REPO, Entry
 from helpers.tiny_runs import TINY_GPT, tiny_gpt_run, write_corpus
 
-ENTRIES = {"run": "wavelab-train", "eval": "wavelab-eval", "sample": "wavelab-sample"}
+ENTRIES = {
+    "run": "wavelab-train",
+    "eval": "wavelab-eval",
+    "sample": "wavelab-sample",
+    "export": "wavelab-export",
+}
 # Noise a run must not print: each says nothing about the run, or misleads.
 NOISE = (
     "GPU available",
@@ -50,7 +55,7 @@ def tiny_run(tmp_path_factory, corpus, cache_dir):
     return run_dir, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("module", ["run", "eval", "sample"])
+@pytest.mark.parametrize("module", ["run", "eval", "sample", "export"])
 def test_help_lists_the_keys_without_importing_lightning(module):
     """--help answers from the config alone: no Lightning, torch or transformers import."""
     probe = (

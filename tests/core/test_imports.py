@@ -18,6 +18,7 @@ ENTRIES = {
     "wavelab.run",
     "wavelab.eval",
     "wavelab.sample",
+    "wavelab.export",
     "wavelab.report",
     "wavelab.wavgpt.codec.__main__",
     "wavelab.wavgpt.plots.__main__",

@@ -100,7 +100,7 @@ def test_fresh_wavegpt_from_the_gpts_seed_is_the_gpt(mode):
     torch.testing.assert_close(wave(x, prev_idx=prev)[0], gpt(x)[0], rtol=0, atol=0)
     # ...but the branch itself is alive: its output is not crushed by GPT-2's small init, so
     # the gate gets a useful gradient from the first step.
-    branch = wave._branch(wave.transformer.wte(x), prev)
+    branch = wave.branch(wave.transformer.wte(x), prev)
     assert branch.std().item() > 1e-2
     _, loss = wave(x, x, prev_idx=prev)
     loss.backward()

@@ -95,7 +95,7 @@ def test_gpt_branch_uses_the_last_position(mode):
     prev = torch.cat([torch.full((2, 5), -1), torch.randint(0, 11, (2, 11))], dim=1)
     emb = model._embed_tokens(prev) if mode == "prev_block" else model.transformer.wte(idx)
     torch.testing.assert_close(
-        model._branch(model.transformer.wte(idx), prev),
+        model.branch(model.transformer.wte(idx), prev),
         model.wavenet(emb)[:, -1:],
         atol=1e-6,
         rtol=0,

@@ -44,7 +44,9 @@ class ModelSpec:
     module has ``generate_text``, ``next_token_logits(ids)`` giving (B, V) logits of the next token,
     ``tokenizer`` and ``context_size``; ``use_instead``
     says what to run otherwise. ``flops_per_token``: training FLOPs per token of a module, for
-    the throughput callback's MFU (None: not known).
+    the throughput callback's MFU (None: not known). ``write_hf_dir(module, dir)``: writes the
+    module as a Hugging Face model dir into the new ``dir`` (``python -m wavelab.export``; None:
+    no export).
     """
 
     label: str
@@ -53,6 +55,7 @@ class ModelSpec:
     generates_text: bool = False
     use_instead: str = ""
     flops_per_token: Callable[[L.LightningModule], float | None] = field(default=_no_flops)
+    write_hf_dir: Callable[[L.LightningModule, Path], None] | None = None
 
 
 @functools.cache

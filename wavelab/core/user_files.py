@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -94,3 +95,53 @@ def write_output(path: Path, data: bytes, key: str) -> None:
         raise ConfigError(
             f"{key}={str(path)!r} could not be written: {why}; the path is as it was before"
         ) from None
+
+
+def output_dir(
+    value: str, key: str, protect: Iterable[str | Path] = (), overwrite: bool = False
+) -> Path:
+    """``value`` as a directory this command may fill: new, empty, or non-empty with
+    ``overwrite``; never one holding the working dir or a ``protect`` path (an input), which
+    replacing it would delete. ConfigError naming ``key`` otherwise."""
+    path = Path(value).expanduser().resolve()
+    shown = f"{key}={value!r}"
+    kind = kind_of(path)
+    if kind not in ("missing", "a directory"):
+        raise ConfigError(f"{shown} is invalid: it is {kind}; give a directory")
+    if kind == "a directory" and any(path.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"{shown} is a non-empty directory: give overwrite=true to replace its contents, "
+            "or a new or empty directory"
+        )
+    for inside in (Path.cwd(), *map(Path, protect)):
+        if inside.resolve().is_relative_to(path):
+            raise ConfigError(
+                f"{shown} is refused: it holds {inside}, which replacing it would delete"
+            )
+    if not path.parent.is_dir():
+        raise ConfigError(f"{shown} is invalid: its directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"{shown} cannot be written: its directory {path.parent} is read-only")
+    return path
+
+
+def write_dir(path: Path, fill: Callable[[Path], None], key: str) -> Path:
+    """``fill(tmp)`` writes a new directory beside ``path``, which then replaces ``path`` whole:
+    a failed or interrupted write leaves ``path`` as it was."""
+    tmp = path.parent / f".{path.name}.new-{os.getpid()}"
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+    except OSError as e:
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise ConfigError(
+            f"{key}={str(path)!r} could not be written: {why}; the path is as it was before"
+        ) from None
+    finally:
+        for leftover in (tmp, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+    return path

@@ -21,7 +21,14 @@ from wavelab.data import cache
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.prepare import build_lm
 from wavelab.data.source import CorpusSource
-from wavelab.data.tokenizers import TextTokenizer, WordPieceTokenizer, tokenizer_from_dict
+from wavelab.data.tokenizers import (
+    HF_PREFIX,
+    HFTokenizer,
+    JSONTokenizer,
+    TextTokenizer,
+    WordPieceTokenizer,
+    tokenizer_from_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +103,17 @@ class LMDataModule(ShardedDataModule):
                 f"data.num_val_windows={num_val_windows} is invalid: must be >= 1, or null for "
                 "the whole validation split"
             )
-        self.wordpiece = None
-        if tokenizer == "wordpiece":
+        # A tokenizer that is loaded, not trained: wordpiece's, or an hf: model dir's.
+        self.given: JSONTokenizer | None = None
+        if str(tokenizer).startswith(HF_PREFIX):
+            self.given = HFTokenizer.from_spec(str(tokenizer))
+        elif tokenizer == "wordpiece":
             if not wordpiece_from:
                 raise ConfigError(
                     "data.tokenizer=wordpiece needs data.wordpiece_from: an encoder's model "
                     "directory or packaged:all-MiniLM-L6-v2"
                 )
-            self.wordpiece = WordPieceTokenizer.from_model_dir(str(wordpiece_from))
+            self.given = WordPieceTokenizer.from_model_dir(str(wordpiece_from))
         self.tokenizer: TextTokenizer | None = None
         self.splits: dict[str, np.ndarray] = {}
 
@@ -113,8 +123,8 @@ class LMDataModule(ShardedDataModule):
         kind = h.tokenizer
         if kind == "bpe":
             kind = f"bpe{h.bpe_vocab_size}"
-        elif self.wordpiece is not None:  # keyed by the WordPiece itself, not by where it is
-            kind = "wordpiece" + self.wordpiece.fingerprint()[:12]
+        elif self.given is not None:  # keyed by the tokenizer itself, not by where it is
+            kind = self.given.kind + self.given.fingerprint()[:12]
         return f"{kind}-val{h.val_fraction}"
 
     def _entry(self) -> tuple[Path, dict]:
@@ -122,7 +132,8 @@ class LMDataModule(ShardedDataModule):
         h = self.hparams
 
         def build(text, cut, out) -> dict:
-            return build_lm(text, cut, out, h.tokenizer, h.bpe_vocab_size, self.wordpiece)
+            kind = h.tokenizer if self.given is None else self.given.kind
+            return build_lm(text, cut, out, kind, h.bpe_vocab_size, self.given)
 
         need = {  # one batch of windows (and their targets) to train on, one window to validate
             "train": (h.block_size + h.batch_size, "training tokens"),

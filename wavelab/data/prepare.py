@@ -19,8 +19,8 @@ from wavelab.data.stream import PIECE_CHARS, TextStream
 from wavelab.data.tokenizers import (
     BPETokenizer,
     CharTokenizer,
+    JSONTokenizer,
     TextTokenizer,
-    WordPieceTokenizer,
     check_kind,
 )
 from wavelab.data.writer import EntryWriter, token_dtype
@@ -112,10 +112,10 @@ def build_lm(
     out: EntryWriter,
     kind: str,
     bpe_vocab_size: int,
-    wordpiece: WordPieceTokenizer | None = None,
+    given: JSONTokenizer | None = None,
 ) -> dict:
-    """Writes the ``train`` and ``val`` arrays of ``kind`` (char, bpe, or wordpiece, which is
-    the given ``wordpiece``); returns their meta."""
+    """Writes the ``train`` and ``val`` arrays of ``kind`` (char, bpe, or wordpiece and hf,
+    which are the ``given`` tokenizer); returns their meta."""
     check_kind(kind, bpe_vocab_size)
     tok: TextTokenizer
     if kind == "char":
@@ -123,10 +123,10 @@ def build_lm(
         out.reserve(text.scanned.n_chars * token_dtype(tok.vocab_size).itemsize, text.describe)
     elif kind == "bpe":
         tok = BPETokenizer.train_from_lines(lines(text.head(cut)), bpe_vocab_size)
-    elif wordpiece is None:
-        raise ValueError("a wordpiece build needs the tokenizer (data.wordpiece_from)")
+    elif given is None:
+        raise ValueError(f"a {kind} build needs its tokenizer (data.wordpiece_from, hf:<dir>)")
     else:
-        tok = wordpiece
+        tok = given
     for split, pieces in split_pieces(text, cut):
         array = out.array(split, tok.vocab_size)
         if kind == "char":

@@ -18,7 +18,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from wavelab.core.errors import ConfigError
 
-TOKENIZER_KINDS = ("char", "bpe", "wordpiece")
+TOKENIZER_KINDS = ("char", "bpe", "wordpiece", "hf")
+HF_PREFIX = "hf:"  # data.tokenizer=hf:<dir>: the tokenizer.json of a Hugging Face model dir
 
 
 class TextTokenizer(Protocol):
@@ -124,14 +125,14 @@ class BPETokenizer:
         return {"kind": self.kind, "json": self._tok.to_str()}
 
 
-class WordPieceTokenizer:
-    """An encoder's own WordPiece, as its ``tokenizer.json`` defines it (normalization, lower
-    case, pre-tokenization), without the special tokens it adds around a text."""
+class JSONTokenizer:
+    """A tokenizer as its ``tokenizer.json`` defines it (normalization, pre-tokenization, model),
+    without the special tokens it adds around a text."""
 
-    kind = "wordpiece"
+    kind = "json"
 
     def __init__(self, tokenizer: Tokenizer):
-        # An encoder's tokenizer.json may truncate and pad to its model's length: a corpus piece
+        # A model's tokenizer.json may truncate and pad to its model's length: a corpus piece
         # must keep every token.
         tokenizer.no_truncation()
         tokenizer.no_padding()
@@ -139,32 +140,11 @@ class WordPieceTokenizer:
         # ids may skip numbers (a vocab.txt that lists a piece twice): size the model by the top
         self.vocab_size = max(tokenizer.get_vocab().values()) + 1
 
-    @classmethod
-    def from_model_dir(cls, name_or_path: str) -> WordPieceTokenizer:
-        """The tokenizer of ``data.wordpiece_from``: a model directory holding tokenizer.json,
-        or a packaged model (``packaged:all-MiniLM-L6-v2``)."""
-        from wavelab.core.packaged import packaged_model_dir
-
-        key = "data.wordpiece_from"
-        path = Path(packaged_model_dir(name_or_path, key) or name_or_path).expanduser()
-        if not (path / "tokenizer.json").is_file():
-            raise ConfigError(
-                f"{key}={name_or_path!r} is invalid: {path / 'tokenizer.json'} does not exist "
-                "(give a model directory with a tokenizer.json, or packaged:all-MiniLM-L6-v2)"
-            )
-        tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-        if not isinstance(tok.model, models.WordPiece):
-            raise ConfigError(
-                f"{key}={name_or_path!r} is invalid: its tokenizer is a "
-                f"{type(tok.model).__name__}, not a WordPiece"
-            )
-        return cls(tok)
-
     def vocab(self) -> dict[str, int]:
         return self._tok.get_vocab()
 
     def fingerprint(self) -> str:
-        """sha256 of its JSON: the same WordPiece, wherever it was loaded from."""
+        """sha256 of its JSON: the same tokenizer, wherever it was loaded from."""
         return hashlib.sha256(self._tok.to_str().encode()).hexdigest()
 
     def encode(self, text: str) -> list[int]:
@@ -181,6 +161,56 @@ class WordPieceTokenizer:
         return {"kind": self.kind, "json": self._tok.to_str()}
 
 
+def _tokenizer_json(path: Path, key: str, value: str, allowed: str) -> Tokenizer:
+    if not (path / "tokenizer.json").is_file():
+        raise ConfigError(
+            f"{key}={value!r} is invalid: {path / 'tokenizer.json'} does not exist ({allowed})"
+        )
+    try:
+        return Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception as e:  # tokenizers raises a bare Exception for unparsable JSON
+        raise ConfigError(
+            f"{key}={value!r}: {path / 'tokenizer.json'} is unreadable: {e}"
+        ) from None
+
+
+class WordPieceTokenizer(JSONTokenizer):
+    """An encoder's own WordPiece, so that a language model reads a WavGPT code's tokens."""
+
+    kind = "wordpiece"
+
+    @classmethod
+    def from_model_dir(cls, name_or_path: str) -> WordPieceTokenizer:
+        """The tokenizer of ``data.wordpiece_from``: a model directory holding tokenizer.json,
+        or a packaged model (``packaged:all-MiniLM-L6-v2``)."""
+        from wavelab.core.packaged import packaged_model_dir
+
+        key = "data.wordpiece_from"
+        path = Path(packaged_model_dir(name_or_path, key) or name_or_path).expanduser()
+        allowed = "give a model directory with a tokenizer.json, or packaged:all-MiniLM-L6-v2"
+        tok = _tokenizer_json(path, key, name_or_path, allowed)
+        if not isinstance(tok.model, models.WordPiece):
+            raise ConfigError(
+                f"{key}={name_or_path!r} is invalid: its tokenizer is a "
+                f"{type(tok.model).__name__}, not a WordPiece"
+            )
+        return cls(tok)
+
+
+class HFTokenizer(JSONTokenizer):
+    """The tokenizer of a Hugging Face model dir (``data.tokenizer=hf:<dir>``), e.g. GPT-2's
+    byte-level BPE for a model started from its weights (``model.init_from``)."""
+
+    kind = "hf"
+
+    @classmethod
+    def from_spec(cls, spec: str) -> HFTokenizer:
+        """The tokenizer of ``data.tokenizer=hf:<dir>``."""
+        path = Path(spec[len(HF_PREFIX) :]).expanduser()
+        allowed = "give a model dir saved with save_pretrained, which holds one"
+        return cls(_tokenizer_json(path, "data.tokenizer", spec, allowed))
+
+
 def check_kind(kind: str, bpe_vocab_size: int) -> None:
     """ConfigError unless ``kind`` and ``bpe_vocab_size`` make a tokenizer."""
     if kind == "bpe":
@@ -191,7 +221,8 @@ def check_kind(kind: str, bpe_vocab_size: int) -> None:
             )
     elif kind not in TOKENIZER_KINDS:
         raise ConfigError(
-            f"data.tokenizer={kind!r} is invalid: allowed are {', '.join(TOKENIZER_KINDS)}"
+            f"data.tokenizer={kind!r} is invalid: allowed are char, bpe, wordpiece, "
+            f"{HF_PREFIX}<model dir>"
         )
 
 
@@ -219,11 +250,12 @@ def tokenizer_from_dict(d: Mapping) -> TextTokenizer:
             return BPETokenizer(Tokenizer.from_str(d["json"]))
         except Exception as e:  # tokenizers raises a bare Exception for unparsable JSON
             raise ValueError(f"the tokenizer's BPE JSON is unreadable: {e}") from None
-    if kind == "wordpiece" and isinstance(d.get("json"), str):
+    json_kinds = {"wordpiece": WordPieceTokenizer, "hf": HFTokenizer}
+    if kind in json_kinds and isinstance(d.get("json"), str):
         try:
-            return WordPieceTokenizer(Tokenizer.from_str(d["json"]))
+            return json_kinds[kind](Tokenizer.from_str(d["json"]))
         except Exception as e:  # tokenizers raises a bare Exception for unparsable JSON
-            raise ValueError(f"the tokenizer's WordPiece JSON is unreadable: {e}") from None
+            raise ValueError(f"the tokenizer's {kind} JSON is unreadable: {e}") from None
     if kind in TOKENIZER_KINDS:
         field = "chars" if kind == "char" else "json"
         raise ValueError(f"the {kind} tokenizer has no {field!r} string")

@@ -29,8 +29,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wavelab.core.errors import ConfigError
+from wavelab.wavegpt.sampling import next_token, window_and_prev
 
 WAVENET_MODES = ("prev_block", "causal", "block")
+# The MLP's GELU: exact (erf), or GPT-2's tanh approximation.
+ACTIVATIONS = {"gelu": "none", "gelu_tanh": "tanh"}
 
 
 @dataclass
@@ -56,6 +59,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False
+    activation: str = "gelu"  # a key of ACTIVATIONS
     wavenet: WaveNetConfig | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -77,6 +81,11 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.net.dropout={self.dropout} is invalid: must be in [0, 1)")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"model.net.activation={self.activation!r} is invalid: allowed are "
+                f"{', '.join(ACTIVATIONS)}"
+            )
         wn = self.wavenet
         if wn is None:
             return
@@ -130,9 +139,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.approximate = ACTIVATIONS[config.activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -175,7 +185,11 @@ class WaveNetLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, T, C). Zeros before the start keep output t a function of inputs <= t.
-        past = F.pad(x, (0, 0, self.dilation, 0))[:, : x.size(1)]
+        return self.from_taps(F.pad(x, (0, 0, self.dilation, 0))[:, : x.size(1)], x)
+
+    def from_taps(self, past: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer at positions whose inputs are x (B, n, C), given the inputs ``dilation``
+        positions before each of them (``past``, same shape; zeros before the start)."""
         z = gated(self.dilated(torch.cat((past, x), dim=-1)))
         return self._residual(x, z), z
 
@@ -307,7 +321,7 @@ class GPT(nn.Module):
         emb = self.transformer.wte(idx.clamp(min=0))
         return emb * (idx >= 0).unsqueeze(-1).to(emb.dtype)
 
-    def _branch(self, tok_emb: torch.Tensor, prev_idx: torch.Tensor | None) -> torch.Tensor:
+    def branch(self, tok_emb: torch.Tensor, prev_idx: torch.Tensor | None) -> torch.Tensor:
         mode = self.mode
         if mode == "causal":
             return self.wavenet(tok_emb)  # (B, T, C)
@@ -346,7 +360,7 @@ class GPT(nn.Module):
         for block in self.transformer.h:
             x = block(x)
         if self.mode is not None:
-            x = x + self.wavenet_gate * self._branch(tok_emb, prev_idx)
+            x = x + self.wavenet_gate * self.branch(tok_emb, prev_idx)
         return self.transformer.ln_f(x)
 
     def next_token_logits(self, idx: torch.Tensor) -> torch.Tensor:
@@ -371,21 +385,13 @@ class GPT(nn.Module):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Samples continuations of idx (B, T0); any T0, also longer than block_size."""
-        T = self.config.block_size
+        """Samples continuations of idx (B, T0); any T0, also longer than block_size.
+
+        The full-window path: every new token runs the whole window again. The same draws
+        with a cache are ``wavelab.wavegpt.decode.generate``.
+        """
         for _ in range(max_new_tokens):
-            window = idx[:, -T:]
-            prev = None
-            if self.mode == "prev_block":
-                before = idx[:, :-T] if idx.size(1) > T else idx[:, :0]
-                before = before[:, -T:]
-                prev = F.pad(before, (T - before.size(1), 0), value=-1)
-            logits, _ = self(window, prev_idx=prev)
-            logits = logits[:, -1, :] / max(temperature, 1e-8)
-            if top_k is not None:
-                v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                logits[logits < v[:, [-1]]] = -float("inf")
-            probs = F.softmax(logits, dim=-1)
-            idx_next = torch.multinomial(probs, num_samples=1, generator=generator)
-            idx = torch.cat((idx, idx_next), dim=1)
+            window, prev = window_and_prev(idx, self.config.block_size, self.mode == "prev_block")
+            logits = self(window, prev_idx=prev)[0][:, -1]
+            idx = torch.cat((idx, next_token(logits, temperature, top_k, generator)), dim=1)
         return idx

@@ -14,21 +14,35 @@ from wavelab.core.optim import build_optimizer, build_scheduler, plain
 from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
 from wavelab.data.tokenizers import TextTokenizer, tokenizer_from_dict
+from wavelab.wavegpt import decode
+from wavelab.wavegpt.hf.export import write_model_dir
+from wavelab.wavegpt.hf.gpt2_dir import read_gpt2_dir
+from wavelab.wavegpt.hf.init_from import load_trunk, net_from_dir
 from wavelab.wavegpt.model import GPT, GPTConfig
+
+
+def check_config(cfg) -> None:
+    """A ``model.init_from`` dir is read (its config.json and weight shapes) before any data."""
+    if cfg.model.get("init_from"):
+        read_gpt2_dir(str(cfg.model.init_from))
 
 
 class LanguageModelModule(RecordsItsClass, L.LightningModule):
     """Trains ``GPT(GPTConfig(**net))`` on (x_prev, x, y) windows.
 
     ``tokenizer`` (a ``to_dict()`` of the data's tokenizer) fixes the vocabulary and travels in
-    the checkpoint, so sampling and evaluation need nothing but the checkpoint.
+    the checkpoint, so sampling and evaluation need nothing but the checkpoint. ``init_from``: a
+    local GPT2LMHeadModel dir whose architecture and weights the trunk starts from; the saved
+    hyperparameters hold the resulting ``net`` (and no dir), so a checkpoint loads without it.
     """
 
     spec = ModelSpec(
         label="GPT",
         headline_metrics=("val/loss", "val/loss_best", "val/ppl", "val/acc", "val/bpc"),
         generates_text=True,
+        check_config=check_config,
         flops_per_token=lambda module: module.net.flops_per_token(),
+        write_hf_dir=write_model_dir,
     )
 
     def __init__(
@@ -38,11 +52,17 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         scheduler: dict,
         tokenizer: dict | None = None,
         compile: bool = False,
+        init_from: str | None = None,
     ):
         super().__init__()
         net, optimizer, scheduler, tokenizer = map(plain, (net, optimizer, scheduler, tokenizer))
-        if tokenizer is not None:
-            net = {**net, "vocab_size": tokenizer_from_dict(tokenizer).vocab_size}
+        self.tokenizer: TextTokenizer | None = tokenizer and tokenizer_from_dict(tokenizer)
+        gpt2 = None
+        if init_from is not None:
+            gpt2 = read_gpt2_dir(str(init_from))
+            net = net_from_dir(net, gpt2, self.tokenizer)
+        elif self.tokenizer is not None:
+            net = {**net, "vocab_size": self.tokenizer.vocab_size}
         if net.get("vocab_size") is None:
             raise ConfigError(
                 "model.net.vocab_size is unset: give it, or pass the data's tokenizer"
@@ -54,11 +74,13 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
                 "scheduler": scheduler,
                 "tokenizer": tokenizer,
                 "compile": compile,
+                "init_from": None,
             },
             logger=False,
         )
         self.net = GPT(GPTConfig(**net))
-        self.tokenizer: TextTokenizer | None = tokenizer and tokenizer_from_dict(tokenizer)
+        if gpt2 is not None:
+            load_trunk(self.net, gpt2)
         if compile:  # in place: the weights keep their one state_dict key, net.*
             self.net.compile()
 
@@ -134,7 +156,10 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        kv_cache: bool = True,
     ) -> str:
+        """The prompt and its continuation; ``kv_cache`` picks the cached decoder over the
+        full-window path (the same draws from the same logits)."""
         if self.tokenizer is None:
             raise ValueError("this model was built without a tokenizer; cannot generate text")
         ids = self.tokenizer.encode(prompt) or [0]
@@ -144,6 +169,7 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
             gen = torch.Generator(device=self.device).manual_seed(seed)
         was_training = self.net.training
         self.net.eval()
-        out = self.net.generate(idx, max_new_tokens, temperature, top_k, generator=gen)
+        generate = decode.generate if kv_cache else type(self.net).generate
+        out = generate(self.net, idx, max_new_tokens, temperature, top_k, generator=gen)
         self.net.train(was_training)
         return self.tokenizer.decode(out[0].tolist())
