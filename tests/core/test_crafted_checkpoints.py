@@ -3,7 +3,7 @@ checkpoint's hyperparameters are checked against its own weights before any mode
 
 from __future__ import annotations
 
-import time
+import resource
 
 import pytest
 import torch
@@ -77,19 +77,18 @@ CASES = {
 def test_sample_refuses_a_crafted_checkpoint_in_one_line(tiny_ckpt, entry, tmp_path, case):
     edit, names = CASES[case]
     path = crafted(tiny_ckpt, tmp_path / f"{case}.ckpt", edit)
-    started = time.monotonic()
     result = entry("sample", f"ckpt_path={path}", "max_new_tokens=4", "device=cpu", timeout=60)
     assert_clean_error(result, f"{case}.ckpt", *names)
-    assert time.monotonic() - started < 30
 
 
 def test_huge_hyperparameters_build_nothing_before_they_are_refused(tiny_ckpt, tmp_path):
-    """8192 wide and 4096 deep would be tens of GB; on the meta device it costs nothing."""
+    """8192 wide would be over 10 GB of weights; on the meta device it costs nothing, so the
+    process's peak memory does not move (ru_maxrss is in KiB on Linux)."""
     path = crafted(tiny_ckpt, tmp_path / "huge.ckpt", lambda c: set_net(c, n_embd=8192))
-    started = time.monotonic()
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(ConfigError, match=r"'net[.].*' is .* in its weights but"):
         load_module(path)
-    assert time.monotonic() - started < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 512 * 1024
 
 
 def test_the_weights_key_names_the_shape_mismatch(tiny_ckpt, tmp_path):
