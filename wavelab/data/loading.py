@@ -80,7 +80,7 @@ class ShardedDataModule(L.LightningDataModule):
         sampler = ResumableSampler(ds, world_size, rank, seed=seed, skip=skip)
         return self.loader(ds, sampler=sampler, drop_last=True)
 
-    def shardable(self, items: np.ndarray, key: str) -> np.ndarray:
+    def shardable(self, items: np.ndarray | range, key: str) -> np.ndarray | range:
         """``items`` cut to a multiple of the world size.
 
         DistributedSampler would pad the last ranks with repeated items, which the synced means

@@ -49,11 +49,11 @@ class BlockDataset(Dataset):
         self,
         ids: np.ndarray,
         lengths: np.ndarray,
-        rows: np.ndarray | None = None,
+        rows: np.ndarray | range | None = None,
         teacher: dict[str, np.ndarray] | None = None,
     ):
         self.ids, self.lengths, self.teacher = ids, lengths, teacher or {}
-        self.rows = np.arange(len(ids)) if rows is None else rows
+        self.rows = range(len(ids)) if rows is None else rows  # a range: no array per block
 
     def __len__(self) -> int:
         return len(self.rows)
