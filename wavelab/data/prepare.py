@@ -131,7 +131,7 @@ def build_lm(
         array = out.array(split, tok.vocab_size)
         if kind == "char":
             for piece in pieces:
-                array.write(tok.encode_array(piece))
+                array.write(tok.encode_array(piece, array.dtype))
             continue
         for batch in _batches(bpe_pieces(pieces, text.piece_chars), BATCH_PIECES):
             for ids in tok.encode_batch(batch):

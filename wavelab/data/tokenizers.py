@@ -37,6 +37,12 @@ class CharTokenizer:
         self.chars = chars
         self.vocab_size = len(chars)
         self._index = {c: i for i, c in enumerate(chars)}
+        ascii_ids = {ord(c): i for c, i in self._index.items() if c.isascii()}
+        self._ascii_known = bytes(sorted(ascii_ids))
+        self._ascii_table = None  # byte -> its id, where every ASCII id is a byte (sorted chars)
+        if max(ascii_ids.values(), default=0) < 256:
+            self._ascii_table = bytes(ascii_ids.get(b, 0) for b in range(256))
+        self._table: np.ndarray | None = None  # code point -> id (-1: not in the vocabulary)
 
     @classmethod
     def train(cls, text: str) -> CharTokenizer:
@@ -45,21 +51,38 @@ class CharTokenizer:
     @classmethod
     def from_pieces(cls, pieces: Iterable[str]) -> CharTokenizer:
         """The sorted set of characters of a text given in pieces (code point order, as
-        ``sorted(set(text))``)."""
-        seen = np.zeros(0, dtype=np.uint32)
+        ``sorted(set(text))``), vectorised in flat memory: an ASCII piece's new characters are
+        what ``bytes.translate`` leaves once the known ones are deleted; other pieces mark their
+        code points in one flag per code point."""
+        seen = np.zeros(N_CODE_POINTS, dtype=bool)
+        ascii_seen = b""
         for piece in pieces:
-            seen = np.union1d(seen, np.unique(_code_points(piece)))
-        return cls("".join(map(chr, seen.tolist())))
+            if piece.isascii():
+                new = piece.encode("ascii").translate(None, ascii_seen)
+                if new:
+                    ascii_seen = bytes(sorted(set(ascii_seen) | set(new)))
+            else:
+                seen[_code_points(piece)] = True
+        seen[list(ascii_seen)] = True
+        return cls("".join(map(chr, np.flatnonzero(seen).tolist())))
 
-    def encode_array(self, text: str) -> np.ndarray:
-        """``encode(text)`` as an int64 array, vectorised."""
-        points = _code_points(text)
-        table = np.array([ord(c) for c in self.chars], dtype=np.uint32)
-        ids = np.minimum(np.searchsorted(table, points), max(len(table) - 1, 0))
-        unknown = table[ids] != points if len(table) else np.ones(len(points), bool)
-        if unknown.any():
-            self.encode(chr(points[np.argmax(unknown)]))  # raises, naming the character
-        return ids.astype(np.int64)
+    def encode_array(self, text: str, dtype=np.int64) -> np.ndarray:
+        """``encode(text)`` as an array of ``dtype``, vectorised: ASCII text through a byte
+        table (``bytes.translate``; ASCII characters sort first, so their ids are bytes too),
+        other text through a table indexed by code point."""
+        if self._ascii_table is not None and text.isascii():
+            raw = text.encode("ascii")
+            unknown = raw.translate(None, self._ascii_known)
+            if unknown:
+                self.encode(chr(unknown[0]))  # raises, naming the character
+            return np.frombuffer(raw.translate(self._ascii_table), dtype=np.uint8).astype(dtype)
+        if self._table is None:
+            self._table = np.full(N_CODE_POINTS, -1, dtype=np.int32)
+            self._table[[ord(c) for c in self.chars]] = np.arange(self.vocab_size)
+        ids = self._table[_code_points(text)]
+        if len(ids) and ids.min() < 0:
+            self.encode(text[int(np.argmax(ids < 0))])  # raises, naming the character
+        return ids.astype(dtype)
 
     def encode(self, text: str) -> list[int]:
         try:
@@ -75,6 +98,9 @@ class CharTokenizer:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "chars": self.chars}
+
+
+N_CODE_POINTS = 0x110000
 
 
 def _code_points(text: str) -> np.ndarray:
