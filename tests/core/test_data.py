@@ -51,7 +51,8 @@ def test_char_tokenizer_round_trips():
 
 
 @pytest.mark.parametrize(
-    "chars", [None, "zyx\u00e9cba \n"]  # trained (sorted), and an unsorted one from a dict
+    "chars",
+    [None, "zyx\u00e9cba \n"],  # trained (sorted), and an unsorted one from a dict
 )
 def test_vectorised_char_encoding_is_the_per_character_one(chars):
     text = "abc ab\nc\u00e9 x\U0001f600y"
