@@ -21,10 +21,13 @@ import time
 from pathlib import Path
 
 from omegaconf import DictConfig
+from tokenizers import Tokenizer
 
 from wavelab.bench import check_count, load_line, publish
 from wavelab.bench.measure import Measured, run_measured
 from wavelab.core.errors import ConfigError
+
+LIBRARY_CHARS = 1 << 24  # characters that the library's own encoding rate is measured on
 
 
 def make_corpus(path: Path, n_bytes: int) -> None:
@@ -42,11 +45,36 @@ def make_corpus(path: Path, n_bytes: int) -> None:
         f.write(rest[: rest.rfind(b"\n") + 1])
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def library_tokenizer(data):
+    """The HF ``tokenizers`` Tokenizer that a set-up datamodule encodes with (None for char)."""
+    tok = data.tokenizer
+    if hasattr(tok, "backend_tokenizer"):  # WavGPT's transformers tokenizer
+        return tok.backend_tokenizer
+    spec = tok.to_dict()
+    return Tokenizer.from_str(spec["json"]) if "json" in spec else None
+
+
+def library_rate(tok, path: str) -> float:
+    """MB per CPU-second of HF ``tokenizers``' own ``encode_batch_fast`` on the corpus's first
+    ``LIBRARY_CHARS`` characters, as its lines."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read(LIBRARY_CHARS).splitlines(keepends=True)
+    mb = sum(len(line.encode("utf-8")) for line in lines) / 1e6
+    start = cpu_seconds()
+    tok.encode_batch_fast(lines, add_special_tokens=False)
+    return mb / (cpu_seconds() - start)
+
+
 def child(overrides_json: str, path: str, cache_dir: str) -> None:
-    """Prepares one corpus with the run config that ``overrides`` compose and prints {seconds,
-    prepare_seconds, peak_rss_bytes} as JSON (run in a subprocess): ``seconds`` from composing
-    the config on (the imports the data module pulls in included), ``prepare_seconds`` the
-    preparation alone."""
+    """Prepares one corpus with the run config that ``overrides`` compose and prints JSON (run
+    in a subprocess): ``seconds`` from composing the config on (the imports the data module
+    pulls in included), ``prepare_seconds`` and ``prepare_cpu_seconds`` (all threads) of the
+    preparation alone, its peak RSS, and the library's own encoding rate on the same text."""
     from wavelab.core.compose import compose
     from wavelab.core.config import instantiate
 
@@ -54,12 +82,20 @@ def child(overrides_json: str, path: str, cache_dir: str) -> None:
     overrides = [*json.loads(overrides_json), f"data.path={path}", f"paths.cache_dir={cache_dir}"]
     cfg = compose(overrides, "config", Path(cache_dir) / "run")
     data = instantiate(cfg.data, "data")
-    prepare_start = time.perf_counter()
+    prepare_start, cpu_start = time.perf_counter(), cpu_seconds()
     data.prepare_data()
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), cpu_seconds()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    result = {"seconds": end - start, "prepare_seconds": end - prepare_start}
-    print(json.dumps({**result, "peak_rss_bytes": peak}))
+    data.setup()
+    tok = library_tokenizer(data)
+    result = {
+        "seconds": end - start,
+        "prepare_seconds": end - prepare_start,
+        "prepare_cpu_seconds": cpu_end - cpu_start,
+        "peak_rss_bytes": peak,
+        "library_mb_per_cpu_s": None if tok is None else library_rate(tok, path),
+    }
+    print(json.dumps(result))
 
 
 def du(path: Path) -> int:
@@ -94,7 +130,9 @@ def measure(cfg: DictConfig, corpus: Path, tok: str, work: Path) -> dict:
         "seconds": times["seconds"],
         "prepare_seconds": times["prepare_seconds"],
         "mb_per_s": mb / times["prepare_seconds"],
-        "prep_rss_gb": prep.peak_rss_bytes / 1e9,
+        "mb_per_cpu_s": mb / times["prepare_cpu_seconds"],
+        "library_mb_per_cpu_s": times["library_mb_per_cpu_s"],
+        "prep_rss_gb": times["peak_rss_bytes"] / 1e9,  # before the library rate is measured
         "cache_mb": du(cache / "tokens") / 1e6,
     }
     steps = int(cfg.train_steps)
@@ -164,18 +202,20 @@ def main(cfg: DictConfig) -> None:
 
 
 HEADER = (
-    "| corpus MB | tokenizer | prep s | prepare_data s | MB/s | prep RSS GB | train s "
-    "| train RSS GB | resume s | resume RSS GB | peak RSS GB | cache MB |\n" + "|---" * 12 + "|"
+    "| corpus MB | tokenizer | prep s | prepare_data s | MB/s | MB/cpu-s | library MB/cpu-s "
+    "| prep RSS GB | train s | train RSS GB | resume s | resume RSS GB | peak RSS GB | cache MB "
+    "|\n" + "|---" * 14 + "|"
 )
 
 
 def _row(r: dict, limit_gb: float) -> str:
     over = f" (killed at > {float(limit_gb):g} GB)" if r["over_limit"] else ""
+    lib = "-" if r["library_mb_per_cpu_s"] is None else f"{r['library_mb_per_cpu_s']:.2f}"
     resume = "not run" if r["resume_rss_gb"] is None else f"{r['resume_seconds']:.0f}"
     resume_rss = "not run" if r["resume_rss_gb"] is None else f"{r['resume_rss_gb']:.2f}"
     return (
         f"| {r['size_mb']:.3g} | {r['tokenizer']} | {r['seconds']:.1f} | "
-        f"{r['prepare_seconds']:.1f} | {r['mb_per_s']:.2f} | "
+        f"{r['prepare_seconds']:.1f} | {r['mb_per_s']:.2f} | {r['mb_per_cpu_s']:.2f} | {lib} | "
         f"{r['prep_rss_gb']:.2f} | {r['train_seconds']:.0f} | {r['train_rss_gb']:.2f} | "
         f"{resume} | {resume_rss} | {r['peak_rss_gb']:.2f}{over} | {r['cache_mb']:.0f} |"
     )

@@ -7,8 +7,9 @@ ids are those of tokenizing each split's text whole:
   corpus's characters (so validation never holds an unknown one);
 - byte-level BPE pre-tokenizes with GPT-2's pattern, none of whose matches crosses a newline that
   has a non-space character on each side: the text is cut only there (``bpe_pieces``), and the
-  pieces are encoded in parallel batches. The merges are learned from the training split's lines,
-  as ``str.splitlines(keepends=True)`` cuts them (``lines``).
+  pieces are encoded in parallel batches. The merges are learned from the lines of the training
+  split's first ``BPE_SAMPLE_CHARS`` characters, as ``str.splitlines(keepends=True)`` cuts them
+  (``lines``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Iterator
 
 from wavelab.data.stream import PIECE_CHARS, TextStream
 from wavelab.data.tokenizers import (
+    BPE_SAMPLE_CHARS,
     BPETokenizer,
     CharTokenizer,
     TextTokenizer,
@@ -122,7 +124,8 @@ def build_lm(
         tok = CharTokenizer.from_pieces(text.pieces())
         out.reserve(text.scanned.n_chars * token_dtype(tok.vocab_size).itemsize, text.describe)
     elif kind == "bpe":
-        tok = BPETokenizer.train_from_lines(lines(text.head(cut)), bpe_vocab_size)
+        sample = text.head(min(cut, BPE_SAMPLE_CHARS))
+        tok = BPETokenizer.train_from_lines(lines(sample), bpe_vocab_size)
     elif wordpiece is None:
         raise ValueError("a wordpiece build needs the tokenizer (data.wordpiece_from)")
     else:

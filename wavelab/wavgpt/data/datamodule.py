@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
 from wavelab.core.errors import ConfigError
@@ -23,6 +25,7 @@ from wavelab.data.lm import fixed_starts
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.prepare import split_pieces
 from wavelab.data.source import CorpusSource
+from wavelab.data.tokenizers import WordPieceTokenizer
 from wavelab.wavgpt.data.packing import frame_blocks, pack_paragraphs, pack_stream
 from wavelab.wavgpt.model.encoder import load_config, load_tokenizer
 
@@ -39,6 +42,13 @@ TEACHER_FIELDS = {
     "rest": ("teacher_rest_logp", torch.float32),
     "ce": ("teacher_ce", torch.float32),
 }
+
+
+def fast_tokenize(tok) -> Callable[[list[str]], list[list[int]]]:
+    """``tok(texts, add_special_tokens=False)["input_ids"]`` for a fast transformers tokenizer,
+    through a copy of its ``tokenizers`` backend: the same ids without the wrapper's offsets and
+    ``BatchEncoding``, which cost as much as the encoding itself."""
+    return WordPieceTokenizer(Tokenizer.from_str(tok.backend_tokenizer.to_str())).encode_batch
 
 
 class BlockDataset(Dataset):
@@ -131,9 +141,7 @@ class WordPieceDataModule(ShardedDataModule):
         vocab_sha = hashlib.sha256(repr(vocab).encode()).hexdigest()[:12]
 
         def build(text, cut, out) -> dict:
-            def tokenize(paragraphs: list[str]) -> list[list[int]]:
-                return tok(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
-
+            tokenize = fast_tokenize(tok)
             for split, pieces in split_pieces(text, cut):
                 ids_out = out.array(f"{split}_ids", len(vocab))
                 len_out = out.array(f"{split}_len", len(vocab))
