@@ -19,7 +19,7 @@ from helpers.small import LM_SMALL
 from wavelab.core.errors import ConfigError
 from wavelab.data import cache, prepare, tokenizers
 from wavelab.data.corpora import shakespeare_complete_works
-from wavelab.data.prepare import build_lm, split_pieces
+from wavelab.data.prepare import bpe_pieces, build_lm, split_pieces
 from wavelab.data.source import CorpusSource
 from wavelab.data.stream import string_stream
 from wavelab.data.tokenizers import train_tokenizer
@@ -38,9 +38,19 @@ def text() -> str:
     return works[:60_000] + TRICKY + works[60_000:90_000] + TRICKY
 
 
+CYRILLIC = str.maketrans("abcdefghijklmnopqrstuvwxyz", "абцдефгхийклмнопярстужвьыз")
+
+
 @pytest.mark.parametrize("kind", ["char", "bpe"])
 @pytest.mark.parametrize("piece_chars", [97, 4096])
-def test_streamed_tokens_are_those_of_the_whole_text(text, kind, piece_chars, tmp_path):
+@pytest.mark.parametrize("shape", ["lines", "one line", "mostly non-ASCII"])
+def test_streamed_tokens_are_those_of_the_whole_text(text, kind, piece_chars, shape, tmp_path):
+    if shape == "one line":  # no newline to cut at: the pieces are cut before spaces
+        text = text.replace("\n", " ")
+        cut_anywhere = [text[i : i + piece_chars] for i in range(0, len(text), piece_chars)]
+        assert max(map(len, bpe_pieces(cut_anywhere, piece_chars))) < 3 * piece_chars
+    elif shape == "mostly non-ASCII":
+        text = text.lower().translate(CYRILLIC)
     stream = string_stream(text, "test", piece_chars)
     stream.scan()
     cut = int(len(text) * 0.9)
