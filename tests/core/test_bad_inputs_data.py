@@ -26,6 +26,11 @@ CASES = {
         LM,
         ["data.path", "short.txt", "data.block_size=32", "too short"],
     ),
+    "fewer BPE tokens than a block": (  # enough characters, too few tokens once merged
+        lambda d: write(d / "short.txt", (SHORT * 2).encode()),
+        [*LM, "data.tokenizer=bpe", "data.bpe_vocab_size=300", "data.block_size=64"],
+        ["data.path", "short.txt", "data.block_size=64", "too short", "training tokens"],
+    ),
     "shorter than a batch (wordpiece)": (
         lambda d: write(d / "short.txt", SHORT.encode()),
         ["model=wavgpt", *WAVGPT_SMALL],

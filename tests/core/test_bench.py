@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import lightning as L
 import pytest
@@ -133,23 +134,40 @@ def test_the_codec_floor_counts_every_matrix_product_of_the_refiner():
     assert macs == n * (2 * d * ff + layers * (4 * d * d + 2 * d * ff))
 
 
-def test_the_data_bench_prepares_each_tokenizer_in_its_own_process(entry):
+def test_the_data_bench_prepares_trains_and_resumes_each_tokenizer_in_its_own_process(entry):
     out = entry.cwd / "data.json"
     result = entry(
         "bench",
         "data",
         "sizes_mb=[0.05]",
         "tokenizers=[char,wordpiece]",
+        "train_steps=2",
+        "resume_steps=1",
+        'train_overrides=["trainer.enable_progress_bar=false","model.scheduler.warmup_steps=1"]',
         f"workdir={entry.cwd / 'bench'}",
         f"json={out}",
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["tokenizer"] for r in rows] == ["char", "wordpiece"]
     for row in rows:
-        assert row["peak_rss_gb"] > 0 and row["cache_mb"] > 0 and row["size_mb"] > 0
-    assert not (entry.cwd / "bench").exists()  # the corpora and caches are removed
+        assert row["cache_mb"] > 0 and row["size_mb"] > 0 and not row["over_limit"]
+        for stage in ("prep", "train", "resume"):
+            assert row[f"{stage}_rss_gb"] > 0.05, stage  # an interpreter with torch, at least
+        assert row["peak_rss_gb"] == max(row[f"{s}_rss_gb"] for s in ("prep", "train", "resume"))
+    assert not (entry.cwd / "bench").exists()  # the corpora, caches and runs are removed
+
+
+def test_a_command_past_the_rss_limit_is_killed_and_reported(tmp_path):
+    from wavelab.bench.measure import run_measured
+
+    grow = "x = b'1' * 400_000_000; import time; time.sleep(30)"
+    done = run_measured([sys.executable, "-c", grow], tmp_path / "log", rss_limit_bytes=200_000_000)
+    assert done.over_limit and done.returncode == -9 and done.seconds < 30
+    fits = "x = b'1' * 300_000_000"
+    done = run_measured([sys.executable, "-c", fits], tmp_path / "log", 2_000_000_000)
+    assert not done.over_limit and done.returncode == 0 and done.peak_rss_bytes > 300_000_000
 
 
 def test_the_sample_bench_runs_the_three_generators_on_the_same_tokens():

@@ -50,6 +50,21 @@ def test_char_tokenizer_round_trips():
         tok.encode("~")
 
 
+@pytest.mark.parametrize(
+    "chars",
+    [None, "zyx\u00e9cba \n"],  # trained (sorted), and an unsorted one from a dict
+)
+def test_vectorised_char_encoding_is_the_per_character_one(chars):
+    text = "abc ab\nc\u00e9 x\U0001f600y"
+    tok = CharTokenizer.train(text) if chars is None else CharTokenizer(chars + "\U0001f600")
+    for part in ("abc ab\nc", "c\u00e9 x\U0001f600y", ""):  # ASCII, not ASCII, empty
+        got = tok.encode_array(part, np.uint16)
+        assert got.dtype == np.uint16 and got.tolist() == tok.encode(part)
+    for bad in ("ab~", "\u00e9\u00e8"):
+        with pytest.raises(ConfigError, match=f"{bad[-1]!r} is not in this character-level"):
+            tok.encode_array(bad)
+
+
 def test_bpe_tokenizer_round_trips(corpus_file):
     text = corpus_file.read_text()[:200_000]
     tok = BPETokenizer.train(text, vocab_size=500)

@@ -17,14 +17,15 @@ from helpers.cli import REPO, assert_clean_error
 from helpers.small import LM_SMALL
 
 from wavelab.core.errors import ConfigError
-from wavelab.data import cache
+from wavelab.data import cache, prepare, tokenizers
 from wavelab.data.corpora import shakespeare_complete_works
-from wavelab.data.prepare import build_lm, split_pieces
+from wavelab.data.prepare import bpe_pieces, build_lm, split_pieces
 from wavelab.data.source import CorpusSource
 from wavelab.data.stream import string_stream
 from wavelab.data.tokenizers import train_tokenizer
 from wavelab.data.writer import EntryWriter
 from wavelab.wavgpt.data import packing
+from wavelab.wavgpt.data.datamodule import fast_tokenize
 from wavelab.wavgpt.model.encoder import load_tokenizer
 
 # Whitespace runs, CR LF, a line separator, accents and an emoji around the cuts.
@@ -37,9 +38,19 @@ def text() -> str:
     return works[:60_000] + TRICKY + works[60_000:90_000] + TRICKY
 
 
+CYRILLIC = str.maketrans("abcdefghijklmnopqrstuvwxyz", "абцдефгхийклмнопярстужвьыз")
+
+
 @pytest.mark.parametrize("kind", ["char", "bpe"])
 @pytest.mark.parametrize("piece_chars", [97, 4096])
-def test_streamed_tokens_are_those_of_the_whole_text(text, kind, piece_chars, tmp_path):
+@pytest.mark.parametrize("shape", ["lines", "one line", "mostly non-ASCII"])
+def test_streamed_tokens_are_those_of_the_whole_text(text, kind, piece_chars, shape, tmp_path):
+    if shape == "one line":  # no newline to cut at: the pieces are cut before spaces
+        text = text.replace("\n", " ")
+        cut_anywhere = [text[i : i + piece_chars] for i in range(0, len(text), piece_chars)]
+        assert max(map(len, bpe_pieces(cut_anywhere, piece_chars))) < 3 * piece_chars
+    elif shape == "mostly non-ASCII":
+        text = text.lower().translate(CYRILLIC)
     stream = string_stream(text, "test", piece_chars)
     stream.scan()
     cut = int(len(text) * 0.9)
@@ -74,6 +85,30 @@ def test_streamed_paragraph_packing_is_that_of_the_whole_text(
         paragraphs = [p for p in re.split(r"\n\s*\n", part) if p.strip()]
         want = packing.pack_paragraphs(tokenize(paragraphs), 32, *special)
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), split
+
+
+def test_wavgpt_preparation_tokenizes_as_the_transformers_tokenizer(text, tiny_encoder_dir):
+    tok = load_tokenizer(str(tiny_encoder_dir))
+    paragraphs = [p for p in re.split(r"\n\s*\n", text + TRICKY * 3) if p.strip()]
+    want = tok(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
+    assert fast_tokenize(tok)(paragraphs) == want
+
+
+def test_bpe_merges_are_learned_from_a_bounded_sample(text, tmp_path, monkeypatch):
+    sample = 20_000
+    monkeypatch.setattr(tokenizers, "BPE_SAMPLE_CHARS", sample)
+    monkeypatch.setattr(prepare, "BPE_SAMPLE_CHARS", sample)
+    stream = string_stream(text, "test", 4096)
+    stream.scan()
+    cut = int(len(text) * 0.9)
+    with EntryWriter(tmp_path / "entry") as out:
+        meta = out.commit(build_lm(stream, cut, out, "bpe", 300))
+    on_sample = tokenizers.BPETokenizer.train(text[:sample], 300)
+    assert meta["tokenizer"] == on_sample.to_dict()  # the sample's merges...
+    on_all = tokenizers.BPETokenizer.train_from_lines([text[:cut].splitlines(True)], 300)
+    assert on_sample.to_dict() != on_all.to_dict()  # (which are not the whole split's)
+    got = np.fromfile(tmp_path / "entry" / "train.bin", dtype=meta["dtype"])
+    assert np.array_equal(got, on_sample.encode(text[:cut]))  # ...encode the whole split
 
 
 def test_a_file_that_changes_while_it_is_read_is_refused_and_nothing_cached(tmp_path, text):

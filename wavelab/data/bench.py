@@ -1,9 +1,13 @@
-"""``python -m wavelab.bench data``: preparing generated corpora of growing size, per tokenizer.
+"""``python -m wavelab.bench data``: preparing and training on generated corpora of growing
+size, per tokenizer, as a user's commands do.
 
 Each corpus is the packaged complete works repeated to ``size`` MB, written under ``workdir``
-(removed afterwards unless ``keep``). Each preparation (read, hash, tokenize, write the token
-cache) runs in a fresh subprocess with an empty cache, which reports its own wall time and peak
-RSS (``getrusage``): the interpreter and its imports included, as a user's run pays them.
+(removed afterwards unless ``keep``). Per corpus and tokenizer, three fresh processes, each with
+its peak RSS (the interpreter and its imports included, as a user's run pays them): the
+preparation (read, hash, tokenize, write the token cache) on an empty cache, which also reports
+its own wall time; ``python -m wavelab.run`` for ``train_steps`` steps on that cache, with one
+validation and last.ckpt at the end; and the same command with ``resume_dir=`` for
+``resume_steps`` more steps.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig
+from tokenizers import Tokenizer
 
-from wavelab.bench import load_line, publish
+from wavelab.bench import check_count, load_line, publish
+from wavelab.bench.measure import Measured, run_measured
 from wavelab.core.errors import ConfigError
+
+LIBRARY_CHARS = 1 << 24  # characters that the library's own encoding rate is measured on
 
 
 def make_corpus(path: Path, n_bytes: int) -> None:
@@ -38,23 +45,128 @@ def make_corpus(path: Path, n_bytes: int) -> None:
         f.write(rest[: rest.rfind(b"\n") + 1])
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def library_tokenizer(data):
+    """The HF ``tokenizers`` Tokenizer that a set-up datamodule encodes with (None for char)."""
+    tok = data.tokenizer
+    if hasattr(tok, "backend_tokenizer"):  # WavGPT's transformers tokenizer
+        return tok.backend_tokenizer
+    spec = tok.to_dict()
+    return Tokenizer.from_str(spec["json"]) if "json" in spec else None
+
+
+def library_rate(tok, path: str) -> float:
+    """MB per CPU-second of HF ``tokenizers``' own ``encode_batch_fast`` on the corpus's first
+    ``LIBRARY_CHARS`` characters, as its lines."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read(LIBRARY_CHARS).splitlines(keepends=True)
+    mb = sum(len(line.encode("utf-8")) for line in lines) / 1e6
+    start = cpu_seconds()
+    tok.encode_batch_fast(lines, add_special_tokens=False)
+    return mb / (cpu_seconds() - start)
+
+
 def child(overrides_json: str, path: str, cache_dir: str) -> None:
-    """Prepares one corpus with the run config that ``overrides`` compose and prints {seconds,
-    peak_rss_bytes} as JSON (run in a subprocess)."""
+    """Prepares one corpus with the run config that ``overrides`` compose and prints JSON (run
+    in a subprocess): ``seconds`` from composing the config on (the imports the data module
+    pulls in included), ``prepare_seconds`` and ``prepare_cpu_seconds`` (all threads) of the
+    preparation alone, its peak RSS, and the library's own encoding rate on the same text."""
     from wavelab.core.compose import compose
     from wavelab.core.config import instantiate
 
     start = time.perf_counter()
     overrides = [*json.loads(overrides_json), f"data.path={path}", f"paths.cache_dir={cache_dir}"]
     cfg = compose(overrides, "config", Path(cache_dir) / "run")
-    instantiate(cfg.data, "data").prepare_data()
-    seconds = time.perf_counter() - start
+    data = instantiate(cfg.data, "data")
+    prepare_start, cpu_start = time.perf_counter(), cpu_seconds()
+    data.prepare_data()
+    end, cpu_end = time.perf_counter(), cpu_seconds()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(json.dumps({"seconds": seconds, "peak_rss_bytes": peak}))
+    data.setup()
+    tok = library_tokenizer(data)
+    result = {
+        "seconds": end - start,
+        "prepare_seconds": end - prepare_start,
+        "prepare_cpu_seconds": cpu_end - cpu_start,
+        "peak_rss_bytes": peak,
+        "library_mb_per_cpu_s": None if tok is None else library_rate(tok, path),
+    }
+    print(json.dumps(result))
 
 
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _measured(args: list[str], log: Path, cfg: DictConfig, what: str) -> Measured:
+    """``args`` run by this interpreter, measured; RuntimeError naming ``what`` if it failed
+    (a run killed for passing ``rss_limit_gb`` is returned, marked ``over_limit``)."""
+    done = run_measured([sys.executable, *args], log, int(float(cfg.rss_limit_gb) * 1e9))
+    if done.returncode != 0 and not done.over_limit:
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.output}")
+    return done
+
+
+def measure(cfg: DictConfig, corpus: Path, tok: str, work: Path) -> dict:
+    """One (corpus, tokenizer): preparation alone on an empty cache, then training on that
+    cache (``train_steps`` steps, one validation, last.ckpt), then its resume for
+    ``resume_steps`` more steps, each a fresh process."""
+    cache, logs = work / f"cache_{corpus.stem}_{tok}", work / f"logs_{corpus.stem}_{tok}"
+    for path in (cache, logs):
+        shutil.rmtree(path, ignore_errors=True)
+    overrides = list(cfg.preparations[tok])
+    what = f"{tok} on {corpus.name}"
+    args = ["--child", json.dumps(overrides), str(corpus), str(cache)]
+    prep = _measured(["-m", "wavelab.data.bench", *args], logs.with_suffix(".prep.log"), cfg, what)
+    times = json.loads(prep.output.strip().splitlines()[-1])
+    mb = corpus.stat().st_size / 1e6
+    row = {
+        "size_mb": mb,
+        "tokenizer": tok,
+        "seconds": times["seconds"],
+        "prepare_seconds": times["prepare_seconds"],
+        "mb_per_s": mb / times["prepare_seconds"],
+        "mb_per_cpu_s": mb / times["prepare_cpu_seconds"],
+        "library_mb_per_cpu_s": times["library_mb_per_cpu_s"],
+        "prep_rss_gb": times["peak_rss_bytes"] / 1e9,  # before the library rate is measured
+        "cache_mb": du(cache / "tokens") / 1e6,
+    }
+    steps = int(cfg.train_steps)
+    run = [
+        "-m",
+        "wavelab.run",
+        *overrides,
+        *cfg.train_overrides,
+        f"data.path={corpus}",
+        f"paths.cache_dir={cache}",
+        f"paths.log_dir={logs}",
+    ]
+    train = _measured(
+        [*run, f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}"],
+        logs.with_suffix(".train.log"),
+        cfg,
+        what + " (training)",
+    )
+    row.update(train_seconds=train.seconds, train_rss_gb=train.peak_rss_bytes / 1e9)
+    row.update(over_limit=train.over_limit, resume_seconds=None, resume_rss_gb=None)
+    if not train.over_limit:
+        (run_dir,) = (logs / "train" / "runs").iterdir()
+        resume = _measured(
+            [*run, f"resume_dir={run_dir}", f"trainer.max_steps={steps + int(cfg.resume_steps)}"],
+            logs.with_suffix(".resume.log"),
+            cfg,
+            what + " (resume)",
+        )
+        row.update(resume_seconds=resume.seconds, resume_rss_gb=resume.peak_rss_bytes / 1e9)
+        row["over_limit"] = resume.over_limit
+    row["peak_rss_gb"] = max(row["prep_rss_gb"], row["train_rss_gb"], row["resume_rss_gb"] or 0)
+    for path in (cache, logs):
+        shutil.rmtree(path, ignore_errors=True)
+    return row
 
 
 def main(cfg: DictConfig) -> None:
@@ -64,53 +176,48 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"tokenizers={tokenizers} is invalid: choose from {known}")
     if not cfg.sizes_mb or any(float(s) <= 0 for s in cfg.sizes_mb):
         raise ConfigError(f"sizes_mb={list(cfg.sizes_mb)} is invalid: need sizes > 0")
+    for key in ("train_steps", "resume_steps"):
+        check_count(key, cfg[key], 1)
+    if not float(cfg.rss_limit_gb) > 0:
+        raise ConfigError(f"rss_limit_gb={cfg.rss_limit_gb} is invalid: must be > 0")
     work = Path(cfg.workdir).expanduser()
+    work.mkdir(parents=True, exist_ok=True)
     rows, loadavg_before = [], os.getloadavg()
+    print(HEADER, flush=True)
     try:
         for size in cfg.sizes_mb:
             corpus = work / f"corpus_{size}MB.txt"
             make_corpus(corpus, int(float(size) * 1e6))
             for tok in tokenizers:
-                cache = work / f"cache_{size}MB_{tok}"
-                shutil.rmtree(cache, ignore_errors=True)
-                overrides = json.dumps(list(cfg.preparations[tok]))
-                args = ["--child", overrides, str(corpus), str(cache)]
-                done = subprocess.run(
-                    [sys.executable, "-m", "wavelab.data.bench", *args],
-                    capture_output=True,
-                    text=True,
-                )
-                if done.returncode != 0:
-                    raise RuntimeError(f"{tok} at {size} MB failed:\n{done.stderr[-3000:]}")
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                mb = corpus.stat().st_size / 1e6
-                rows.append(
-                    {
-                        "size_mb": mb,
-                        "tokenizer": tok,
-                        "seconds": result["seconds"],
-                        "mb_per_s": mb / result["seconds"],
-                        "peak_rss_gb": result["peak_rss_bytes"] / 1e9,
-                        "cache_mb": du(cache / "tokens") / 1e6,
-                    }
-                )
-                shutil.rmtree(cache, ignore_errors=True)
-                print(_row(rows[-1]), flush=True)
+                rows.append(measure(cfg, corpus, tok, work))
+                print(_row(rows[-1], cfg.rss_limit_gb), flush=True)
             if not cfg.keep:
                 corpus.unlink(missing_ok=True)
     finally:
         if not cfg.keep:
             shutil.rmtree(work, ignore_errors=True)
     env = {"loadavg_before": loadavg_before, "loadavg_after": os.getloadavg()}
-    header = "| corpus MB | tokenizer | seconds | MB/s | peak RSS GB | cache MB |\n|---|---|---|---|---|---|"
-    table = "\n".join([header, *(_row(r) for r in rows), "", load_line(env)])
-    publish({"rows": rows, "env": env}, table, cfg.json)
+    rows_md = [_row(r, cfg.rss_limit_gb) for r in rows]
+    publish({"rows": rows, "env": env}, "\n".join([HEADER, *rows_md, "", load_line(env)]), cfg.json)
 
 
-def _row(r: dict) -> str:
+HEADER = (
+    "| corpus MB | tokenizer | prep s | prepare_data s | MB/s | MB/cpu-s | library MB/cpu-s "
+    "| prep RSS GB | train s | train RSS GB | resume s | resume RSS GB | peak RSS GB | cache MB "
+    "|\n" + "|---" * 14 + "|"
+)
+
+
+def _row(r: dict, limit_gb: float) -> str:
+    over = f" (killed at > {float(limit_gb):g} GB)" if r["over_limit"] else ""
+    lib = "-" if r["library_mb_per_cpu_s"] is None else f"{r['library_mb_per_cpu_s']:.2f}"
+    resume = "not run" if r["resume_rss_gb"] is None else f"{r['resume_seconds']:.0f}"
+    resume_rss = "not run" if r["resume_rss_gb"] is None else f"{r['resume_rss_gb']:.2f}"
     return (
-        f"| {r['size_mb']:.0f} | {r['tokenizer']} | {r['seconds']:.1f} | {r['mb_per_s']:.2f} | "
-        f"{r['peak_rss_gb']:.2f} | {r['cache_mb']:.0f} |"
+        f"| {r['size_mb']:.3g} | {r['tokenizer']} | {r['seconds']:.1f} | "
+        f"{r['prepare_seconds']:.1f} | {r['mb_per_s']:.2f} | {r['mb_per_cpu_s']:.2f} | {lib} | "
+        f"{r['prep_rss_gb']:.2f} | {r['train_seconds']:.0f} | {r['train_rss_gb']:.2f} | "
+        f"{resume} | {resume_rss} | {r['peak_rss_gb']:.2f}{over} | {r['cache_mb']:.0f} |"
     )
 
 

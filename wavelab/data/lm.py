@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 class WindowDataset(Dataset):
     """Windows of a token stream, starting at ``starts`` (all valid offsets by default)."""
 
-    def __init__(self, tokens: np.ndarray, block_size: int, starts: np.ndarray | None = None):
+    def __init__(
+        self, tokens: np.ndarray, block_size: int, starts: np.ndarray | range | None = None
+    ):
         if len(tokens) < block_size + 1:
             raise ConfigError(
                 f"data.block_size={block_size} is too large for a split of {len(tokens)} tokens"
@@ -59,13 +61,14 @@ class WindowDataset(Dataset):
         return x_prev, chunk[:-1], chunk[1:]
 
 
-def fixed_starts(n_tokens: int, block_size: int, n_windows: int | None) -> np.ndarray:
+def fixed_starts(n_tokens: int, block_size: int, n_windows: int | None) -> np.ndarray | range:
     """Deterministic window starts: ``n_windows`` evenly spaced over the split, or, for None,
     back-to-back windows that score every token of the split once (up to a tail shorter than
-    a window): the exact split loss rather than an estimate of it."""
+    a window): the exact split loss rather than an estimate of it. Those are a ``range``, which
+    holds no array the size of the split."""
     last = n_tokens - block_size - 1
     if n_windows is None:
-        return np.arange(0, last + 1, block_size, dtype=np.int64)
+        return range(0, last + 1, block_size)
     n = min(n_windows, last + 1)
     return np.unique(np.linspace(0, last, n).round().astype(np.int64))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
@@ -11,18 +12,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wavelab.core.errors import ConfigError
+from wavelab.data.permutation import Permutation, derive_key
 
 log = logging.getLogger(__name__)
 
 
 class ResumableSampler(DistributedSampler):
-    """Seeded shuffled windows, sharded across ranks, that can start part-way into an epoch.
+    """Seeded shuffled windows, sharded across ranks, that can start part-way into an epoch, in
+    memory that does not grow with the dataset.
 
-    Lightning cannot restore a ``RandomSampler``'s position, so a resumed run would draw other
-    windows than the uninterrupted run did. This sampler is told how many of its samples the
-    interrupted run already consumed (``skip``) and leaves them out of the epoch it resumes.
-    Being a ``DistributedSampler``, Lightning does not replace it under DDP: every rank reads its
-    own ``rank::world_size`` slice of the same per-epoch permutation.
+    Each epoch's order is ``Permutation(len(dataset), derive_key(seed, epoch))``, computed index
+    by index rather than stored (``torch.randperm`` would hold one int per window). As in a
+    ``DistributedSampler`` with ``drop_last=True``, the order is cut to a multiple of the world
+    size and rank ``r`` reads its positions ``r, r + world_size, ...``, so ranks are disjoint and
+    together read one order. Lightning cannot restore a sampler's position, so a resumed run is
+    told how many of its samples the interrupted run already consumed (``skip``) and starts the
+    epoch it resumes there. Being a ``DistributedSampler``, Lightning does not replace it under
+    DDP.
     """
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, skip: int = 0):
@@ -31,10 +37,14 @@ class ResumableSampler(DistributedSampler):
         )
         self.skip = skip
 
-    def __iter__(self):
-        indices = list(super().__iter__())[self.skip :]
-        self.skip = 0  # only the epoch being resumed starts late
-        return iter(indices)
+    def __iter__(self) -> Iterator[int]:
+        start, self.skip = self.skip, 0  # only the epoch being resumed starts late
+        if self.num_samples == 0:
+            return iter(())
+        order = Permutation(len(self.dataset), derive_key(self.seed, self.epoch))
+        step = self.num_replicas
+        positions = range(self.rank + start * step, self.total_size, step)
+        return map(order.__getitem__, positions)
 
     # __len__ stays the full epoch: Lightning's restored batch counter already counts the skipped
     # batches, so the epoch ends exactly where the uninterrupted one did.
@@ -70,7 +80,7 @@ class ShardedDataModule(L.LightningDataModule):
         sampler = ResumableSampler(ds, world_size, rank, seed=seed, skip=skip)
         return self.loader(ds, sampler=sampler, drop_last=True)
 
-    def shardable(self, items: np.ndarray, key: str) -> np.ndarray:
+    def shardable(self, items: np.ndarray | range, key: str) -> np.ndarray | range:
         """``items`` cut to a multiple of the world size.
 
         DistributedSampler would pad the last ranks with repeated items, which the synced means

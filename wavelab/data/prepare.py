@@ -5,10 +5,13 @@ ids are those of tokenizing each split's text whole:
 
 - characters map one to one, so any cut is safe; the vocabulary is the sorted set of the whole
   corpus's characters (so validation never holds an unknown one);
-- byte-level BPE pre-tokenizes with GPT-2's pattern, none of whose matches crosses a newline that
-  has a non-space character on each side: the text is cut only there (``bpe_pieces``), and the
-  pieces are encoded in parallel batches. The merges are learned from the training split's lines,
-  as ``str.splitlines(keepends=True)`` cuts them (``lines``).
+- byte-level BPE pre-tokenizes with GPT-2's pattern, whose tokens never span a newline, nor run
+  from a non-space character into the space after it, where that newline or space has a
+  non-space character on each side: the text is cut only at such points (``bpe_pieces``: after
+  a newline where there is one, before a space in a line longer than a piece), and the pieces
+  are encoded in parallel batches. The merges are learned from the lines of the training
+  split's first ``BPE_SAMPLE_CHARS`` characters, as ``str.splitlines(keepends=True)`` cuts them
+  (``lines``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Iterable, Iterator
 
 from wavelab.data.stream import PIECE_CHARS, TextStream
 from wavelab.data.tokenizers import (
+    BPE_SAMPLE_CHARS,
     BPETokenizer,
     CharTokenizer,
     JSONTokenizer,
@@ -54,19 +58,24 @@ def split_pieces(text: TextStream, cut: int) -> Iterator[tuple[str, Iterator[str
 
 
 def _safe_cut(buffer: str) -> int:
-    """The last index just after a newline that has a non-space character on each side (0 if
-    none): GPT-2's pre-tokenizer splits there, whatever comes before or after."""
-    i = buffer.rfind("\n", 0, len(buffer) - 1)
-    while i > 0:
-        if not buffer[i - 1].isspace() and not buffer[i + 1].isspace():
-            return i + 1
-        i = buffer.rfind("\n", 0, i)
+    """The last index just after a newline, or else just before a space, that has a
+    non-space character on each side (0 if none): GPT-2's pre-tokenizer splits there, whatever
+    comes before or after (no token runs from a non-space character into whitespace, and a
+    space before a non-space character starts a token), and WordPiece's splits at any
+    whitespace. Newlines first, so that text with lines is cut as it always was."""
+    for sep, after in (("\n", 1), (" ", 0)):
+        i = buffer.rfind(sep, 0, len(buffer) - 1)
+        while i > 0:
+            if not buffer[i - 1].isspace() and not buffer[i + 1].isspace():
+                return i + after
+            i = buffer.rfind(sep, 0, i)
     return 0
 
 
 def bpe_pieces(pieces: Iterable[str], size: int = PIECE_CHARS) -> Iterator[str]:
     """The text recut at ``_safe_cut`` points, in pieces of about ``size`` characters or more
-    (a text without such a point stays one piece until it has one)."""
+    (a text without such a point, one with no whitespace between non-space characters, stays
+    one piece until it has one)."""
     carry = ""
     for piece in pieces:
         buffer = carry + piece
@@ -122,7 +131,8 @@ def build_lm(
         tok = CharTokenizer.from_pieces(text.pieces())
         out.reserve(text.scanned.n_chars * token_dtype(tok.vocab_size).itemsize, text.describe)
     elif kind == "bpe":
-        tok = BPETokenizer.train_from_lines(lines(text.head(cut)), bpe_vocab_size)
+        sample = text.head(min(cut, BPE_SAMPLE_CHARS))
+        tok = BPETokenizer.train_from_lines(lines(sample), bpe_vocab_size)
     elif given is None:
         raise ValueError(f"a {kind} build needs its tokenizer (data.wordpiece_from, hf:<dir>)")
     else:
@@ -131,7 +141,7 @@ def build_lm(
         array = out.array(split, tok.vocab_size)
         if kind == "char":
             for piece in pieces:
-                array.write(tok.encode_array(piece))
+                array.write(tok.encode_array(piece, array.dtype))
             continue
         for batch in _batches(bpe_pieces(pieces, text.piece_chars), BATCH_PIECES):
             for ids in tok.encode_batch(batch):

@@ -20,6 +20,10 @@ from wavelab.core.errors import ConfigError
 
 TOKENIZER_KINDS = ("char", "bpe", "wordpiece", "hf")
 HF_PREFIX = "hf:"  # data.tokenizer=hf:<dir>: the tokenizer.json of a Hugging Face model dir
+# The BPE merges are learned from the training split's first BPE_SAMPLE_CHARS characters (about
+# 32 MB of text): enough to count a corpus's frequent words, and a training cost that stays the
+# same however large the corpus is. Encoding then covers every character.
+BPE_SAMPLE_CHARS = 1 << 25
 
 
 class TextTokenizer(Protocol):
@@ -38,6 +42,12 @@ class CharTokenizer:
         self.chars = chars
         self.vocab_size = len(chars)
         self._index = {c: i for i, c in enumerate(chars)}
+        ascii_ids = {ord(c): i for c, i in self._index.items() if c.isascii()}
+        self._ascii_known = bytes(sorted(ascii_ids))
+        self._ascii_table = None  # byte -> its id, where every ASCII id is a byte (sorted chars)
+        if max(ascii_ids.values(), default=0) < 256:
+            self._ascii_table = bytes(ascii_ids.get(b, 0) for b in range(256))
+        self._table: np.ndarray | None = None  # code point -> id (-1: not in the vocabulary)
 
     @classmethod
     def train(cls, text: str) -> CharTokenizer:
@@ -46,21 +56,38 @@ class CharTokenizer:
     @classmethod
     def from_pieces(cls, pieces: Iterable[str]) -> CharTokenizer:
         """The sorted set of characters of a text given in pieces (code point order, as
-        ``sorted(set(text))``)."""
-        seen = np.zeros(0, dtype=np.uint32)
+        ``sorted(set(text))``), vectorised in flat memory: an ASCII piece's new characters are
+        what ``bytes.translate`` leaves once the known ones are deleted; other pieces mark their
+        code points in one flag per code point."""
+        seen = np.zeros(N_CODE_POINTS, dtype=bool)
+        ascii_seen = b""
         for piece in pieces:
-            seen = np.union1d(seen, np.unique(_code_points(piece)))
-        return cls("".join(map(chr, seen.tolist())))
+            if piece.isascii():
+                new = piece.encode("ascii").translate(None, ascii_seen)
+                if new:
+                    ascii_seen = bytes(sorted(set(ascii_seen) | set(new)))
+            else:
+                seen[_code_points(piece)] = True
+        seen[list(ascii_seen)] = True
+        return cls("".join(map(chr, np.flatnonzero(seen).tolist())))
 
-    def encode_array(self, text: str) -> np.ndarray:
-        """``encode(text)`` as an int64 array, vectorised."""
-        points = _code_points(text)
-        table = np.array([ord(c) for c in self.chars], dtype=np.uint32)
-        ids = np.minimum(np.searchsorted(table, points), max(len(table) - 1, 0))
-        unknown = table[ids] != points if len(table) else np.ones(len(points), bool)
-        if unknown.any():
-            self.encode(chr(points[np.argmax(unknown)]))  # raises, naming the character
-        return ids.astype(np.int64)
+    def encode_array(self, text: str, dtype=np.int64) -> np.ndarray:
+        """``encode(text)`` as an array of ``dtype``, vectorised: ASCII text through a byte
+        table (``bytes.translate``; ASCII characters sort first, so their ids are bytes too),
+        other text through a table indexed by code point."""
+        if self._ascii_table is not None and text.isascii():
+            raw = text.encode("ascii")
+            unknown = raw.translate(None, self._ascii_known)
+            if unknown:
+                self.encode(chr(unknown[0]))  # raises, naming the character
+            return np.frombuffer(raw.translate(self._ascii_table), dtype=np.uint8).astype(dtype)
+        if self._table is None:
+            self._table = np.full(N_CODE_POINTS, -1, dtype=np.int32)
+            self._table[[ord(c) for c in self.chars]] = np.arange(self.vocab_size)
+        ids = self._table[_code_points(text)]
+        if len(ids) and ids.min() < 0:
+            self.encode(text[int(np.argmax(ids < 0))])  # raises, naming the character
+        return ids.astype(dtype)
 
     def encode(self, text: str) -> list[int]:
         try:
@@ -78,12 +105,16 @@ class CharTokenizer:
         return {"kind": self.kind, "chars": self.chars}
 
 
+N_CODE_POINTS = 0x110000
+
+
 def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 class BPETokenizer:
-    """Byte-level BPE (GPT-2 style), trained with HF ``tokenizers`` on the training split."""
+    """Byte-level BPE (GPT-2 style), trained with HF ``tokenizers`` on the training split's first
+    ``BPE_SAMPLE_CHARS`` characters."""
 
     kind = "bpe"
 
@@ -93,12 +124,13 @@ class BPETokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
-        return cls.train_from_lines([text.splitlines(keepends=True)], vocab_size)
+        """Trained on ``text[:BPE_SAMPLE_CHARS]``."""
+        return cls.train_from_lines([text[:BPE_SAMPLE_CHARS].splitlines(keepends=True)], vocab_size)
 
     @classmethod
     def train_from_lines(cls, batches: Iterable[list[str]], vocab_size: int) -> BPETokenizer:
-        """Trained on the text's lines (``str.splitlines(keepends=True)``), given in batches:
-        the trainer counts words line by line, so the text is never held whole."""
+        """Trained on the lines (``str.splitlines(keepends=True)``) of a sample, given in
+        batches: the trainer counts words line by line, so the sample is never held whole."""
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
@@ -151,8 +183,9 @@ class JSONTokenizer:
         return self._tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Each text's ids, encoded in parallel on every core."""
-        return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+        """Each text's ids, encoded in parallel on every core (without offsets)."""
+        fast = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        return [e.ids for e in fast(texts, add_special_tokens=False)]
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids)

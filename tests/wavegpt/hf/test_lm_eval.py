@@ -1,7 +1,7 @@
 """lm-evaluation-harness reads an export offline: a local YAML + JSONL task of rolling
 log-likelihood (perplexity) gives the bits per byte that wavelab's own logits give.
 
-Needs the optional extra (``pip install -e .[lmeval]``); skipped without it."""
+Needs lm-eval, which the dev extra installs (``pip install -e .[lmeval]`` for users)."""
 
 from __future__ import annotations
 

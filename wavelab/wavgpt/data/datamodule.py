@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Dataset
 
 from wavelab.core.errors import ConfigError
@@ -23,6 +25,7 @@ from wavelab.data.lm import fixed_starts
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.prepare import split_pieces
 from wavelab.data.source import CorpusSource
+from wavelab.data.tokenizers import WordPieceTokenizer
 from wavelab.wavgpt.data.packing import frame_blocks, pack_paragraphs, pack_stream
 from wavelab.wavgpt.model.encoder import load_config, load_tokenizer
 
@@ -41,6 +44,13 @@ TEACHER_FIELDS = {
 }
 
 
+def fast_tokenize(tok) -> Callable[[list[str]], list[list[int]]]:
+    """``tok(texts, add_special_tokens=False)["input_ids"]`` for a fast transformers tokenizer,
+    through a copy of its ``tokenizers`` backend: the same ids without the wrapper's offsets and
+    ``BatchEncoding``, which cost as much as the encoding itself."""
+    return WordPieceTokenizer(Tokenizer.from_str(tok.backend_tokenizer.to_str())).encode_batch
+
+
 class BlockDataset(Dataset):
     """Blocks as ``input_ids`` and ``attention_mask``, plus the teacher cache's arrays of the
     block (``teacher``: ``wavelab.wavgpt.data.teacher_cache.open_split``) under ``TEACHER_FIELDS``."""
@@ -49,11 +59,11 @@ class BlockDataset(Dataset):
         self,
         ids: np.ndarray,
         lengths: np.ndarray,
-        rows: np.ndarray | None = None,
+        rows: np.ndarray | range | None = None,
         teacher: dict[str, np.ndarray] | None = None,
     ):
         self.ids, self.lengths, self.teacher = ids, lengths, teacher or {}
-        self.rows = np.arange(len(ids)) if rows is None else rows
+        self.rows = range(len(ids)) if rows is None else rows  # a range: no array per block
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -131,9 +141,7 @@ class WordPieceDataModule(ShardedDataModule):
         vocab_sha = hashlib.sha256(repr(vocab).encode()).hexdigest()[:12]
 
         def build(text, cut, out) -> dict:
-            def tokenize(paragraphs: list[str]) -> list[list[int]]:
-                return tok(paragraphs, add_special_tokens=False, verbose=False)["input_ids"]
-
+            tokenize = fast_tokenize(tok)
             for split, pieces in split_pieces(text, cut):
                 ids_out = out.array(f"{split}_ids", len(vocab))
                 len_out = out.array(f"{split}_len", len(vocab))
