@@ -122,6 +122,10 @@ def measure(cfg: DictConfig, corpus: Path, tok: str, work: Path) -> dict:
     what = f"{tok} on {corpus.name}"
     args = ["--child", json.dumps(overrides), str(corpus), str(cache)]
     prep = _measured(["-m", "wavelab.data.bench", *args], logs.with_suffix(".prep.log"), cfg, what)
+    if prep.over_limit:
+        raise RuntimeError(
+            f"{what}: preparation passed rss_limit_gb={cfg.rss_limit_gb} and was killed"
+        )
     times = json.loads(prep.output.strip().splitlines()[-1])
     mb = corpus.stat().st_size / 1e6
     row = {

@@ -23,6 +23,7 @@ from wavelab.core.errors import ConfigError
 from wavelab.data.corpora import corpus_stream
 from wavelab.data.source import CorpusSource
 from wavelab.data.stream import TextStream
+from wavelab.data.token_file import TokenFile
 from wavelab.data.writer import EntryWriter
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,12 @@ def read_meta(entry: Path) -> dict | None:
 
 def open_array(entry: Path, meta: dict, name: str) -> np.memmap:
     return np.memmap(entry / f"{name}.bin", dtype=meta["dtype"], mode="r")
+
+
+def open_tokens(entry: Path, meta: dict, name: str) -> TokenFile:
+    """A token split read window by window (``TokenFile``): training's RSS stays that of its
+    batches, not the split's."""
+    return TokenFile(entry / f"{name}.bin", meta["dtype"])
 
 
 Build = Callable[[TextStream, int, "EntryWriter"], dict]

@@ -21,6 +21,7 @@ from wavelab.data import cache
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.prepare import build_lm
 from wavelab.data.source import CorpusSource
+from wavelab.data.token_file import TokenFile
 from wavelab.data.tokenizers import (
     HF_PREFIX,
     HFTokenizer,
@@ -37,7 +38,10 @@ class WindowDataset(Dataset):
     """Windows of a token stream, starting at ``starts`` (all valid offsets by default)."""
 
     def __init__(
-        self, tokens: np.ndarray, block_size: int, starts: np.ndarray | range | None = None
+        self,
+        tokens: np.ndarray | TokenFile,
+        block_size: int,
+        starts: np.ndarray | range | None = None,
     ):
         if len(tokens) < block_size + 1:
             raise ConfigError(
@@ -118,7 +122,7 @@ class LMDataModule(ShardedDataModule):
                 )
             self.given = WordPieceTokenizer.from_model_dir(str(wordpiece_from))
         self.tokenizer: TextTokenizer | None = None
-        self.splits: dict[str, np.ndarray] = {}
+        self.splits: dict[str, TokenFile] = {}
 
     @property
     def _tokenizer_key(self) -> str:
@@ -156,7 +160,7 @@ class LMDataModule(ShardedDataModule):
             return
         entry, meta = self._entry()
         self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
-        self.splits = {s: cache.open_array(entry, meta, s) for s in ("train", "val")}
+        self.splits = {s: cache.open_tokens(entry, meta, s) for s in ("train", "val")}
         log.info(
             "corpus: %s train / %s val tokens, vocab %d (%s)",
             f"{len(self.splits['train']):,}",
