@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from omegaconf import DictConfig
 
 from wavelab.core.cli import hydra_entry
@@ -41,17 +43,19 @@ def sample(cfg: DictConfig) -> list[str]:
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device} is invalid: this machine has no GPU (use device=cpu)")
     module = load_module(cfg.ckpt_path, map_location=device)
+    # kv_cache is an option of the models that have a cached decoder; another model's
+    # generate_text is called without it and generates its own way.
+    options = {"kv_cache": cfg.kv_cache} if takes_kv_cache(module) else {}
     return [
         module.generate_text(
-            cfg.prompt,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            cfg.top_k,
-            seed=cfg.seed + i,
-            kv_cache=cfg.kv_cache,
+            cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, seed=cfg.seed + i, **options
         )
         for i in range(cfg.num_samples)
     ]
+
+
+def takes_kv_cache(module) -> bool:
+    return "kv_cache" in inspect.signature(module.generate_text).parameters
 
 
 @hydra_entry("sample", literal_keys=("ckpt_path",), text_keys=("prompt",))

@@ -198,9 +198,17 @@ def test_two_nodes_match_ddp_sim(entry, corpus_file, train_cli, tmp_path):
         ["trainer=ddp_sim", "trainer.accelerator=cpu", "model.net.n_layer=1", *short], tmp_path
     )
     (local,) = (tmp_path / "logs/train/runs").iterdir()
-    assert final(job_dir) == final(local)
+    # Equal to float32 rounding, not bit for bit: the two-node job and ddp_sim agree to about
+    # 1e-7 relative (4.2558680 against 4.2558684), which the comparison allows and no more.
+    assert final(job_dir) == pytest.approx(final(local), rel=1e-6)
     assert steps(job_dir) == steps(local) == 4
-    assert csv_rows(job_dir) == csv_rows(local)
+    assert numeric_rows(job_dir) == pytest.approx(numeric_rows(local), rel=1e-6)
+
+
+def numeric_rows(run_dir: Path) -> list[float]:
+    """Every value of csv/metrics.csv, the rows and their cells in a fixed order."""
+    rows = sorted(csv_rows(run_dir).elements())
+    return [float(value) for row in rows for _, value in row]
 
 
 # Long enough (over a hundred steps) to be preempted in the middle; every step's metrics logged.

@@ -76,8 +76,8 @@ def test_report_skips_a_cut_short_metrics_json_and_reports_the_rest(entry, sweep
 
 
 BENCH_CASES = {
-    "unknown_benchmark": (["nope"], ["bench=nope", "lm, wavgpt"]),
-    "unknown_benchmark_key": (["bench=nope"], ["bench=nope", "lm, wavgpt"]),
+    "unknown_benchmark": (["nope"], ["bench=nope", "lm, sample, wavgpt"]),
+    "unknown_benchmark_key": (["bench=nope"], ["bench=nope", "lm, sample, wavgpt"]),
     "no_steps": (["lm", "steps=0"], ["steps=0"]),
     "steps_not_a_number": (["wavgpt", "steps=abc"], ["steps=abc"]),
     "negative_warmup": (["wavgpt", "warmup=-1"], ["warmup=-1"]),
