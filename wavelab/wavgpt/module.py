@@ -38,9 +38,13 @@ CODE_METRICS = (
     "keep_ratio",
     "bits_per_token",
     "bits_per_token_ideal",
+    "bits_per_token_block_mean",
     "compression_vs_fp32",
     "compression_vs_ids",
 )
+# Rates of every code as total bits over total real tokens, the estimator of every reference
+# rate too; bits_per_token_block_mean is the mean of each block's own rate, printed beside.
+TOTAL_RATES = ("bits_per_token", "bits_per_token_ideal")
 
 
 def teacher_argmax(teacher: Tensor | TeacherTopK) -> Tensor:
@@ -265,6 +269,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             per_code = {
                 "keep_ratio": out.code.keep_ratio,
                 "bits_per_token": bits / n_real,
+                "bits_per_token_block_mean": bits / n_real,
                 "compression_vs_fp32": n_real * self.encoder.d * 32 / bits,
                 "compression_vs_ids": n_real * math.log2(self.encoder.vocab_size) / bits,
             }
@@ -274,7 +279,8 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         for name, value in values.items():
             self.metrics[f"{stage}_{name}"].update(value.detach(), weight=tokens)
         for name, value in per_code.items():
-            self.metrics[f"{stage}_{name}"].update(value.float())
+            weight = n_real if name in TOTAL_RATES else 1.0
+            self.metrics[f"{stage}_{name}"].update(value.float(), weight=weight)
         if stage == "val":
             predicted, predicted_orig = student.argmax(-1), teacher_argmax(teacher)
             self.distortion.update(ids, mask, h, out, predicted, predicted_orig)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.util import quantization
 
+from wavelab.wavgpt.metrics import text_rates
 from wavelab.wavgpt.metrics.text_rates import block_bits
 from wavelab.wavgpt.metrics.two_part import (
     calibrate,
@@ -67,10 +68,13 @@ def test_more_bits_keep_more_of_the_embedding():
 
 def test_the_rate_is_the_embedding_bits_plus_each_blocks_compressed_text():
     texts = ["to be or not to be", "that is the question"]
+    raw = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
     lzma_bits = sum(
-        8 * len(lzma.compress(t.encode(), preset=9 | lzma.PRESET_EXTREME)) for t in texts
+        8 * len(lzma.compress(t.encode(), format=lzma.FORMAT_RAW, filters=raw)) for t in texts
     )
     assert block_bits(texts, "lzma") == lzma_bits
+    xz_bits = sum(8 * len(lzma.compress(t.encode(), preset=9 | lzma.PRESET_EXTREME)) for t in texts)
+    assert block_bits(texts, "xz") == xz_bits > lzma_bits  # the container, counted
     rate = two_part_bits_per_token(lzma_bits, n_blocks=2, n_tokens=20, d=384, bits=8)
     assert rate == pytest.approx((lzma_bits + 2 * 384 * 8) / 20)
     with pytest.raises(ValueError, match="n_tokens=0"):
@@ -80,13 +84,37 @@ def test_the_rate_is_the_embedding_bits_plus_each_blocks_compressed_text():
 def test_the_references_score_the_two_part_code_under_the_codes_metric_names():
     embeddings = unit_embeddings(64)
     texts = [f"block number {i}" for i in range(64)]
-    refs = ValidationDistortion.references(texts, 64 * 5, 1000, embeddings * 3.0)
+    rows = [[1, 7 + i % 900, 8, 9, 2] for i in range(64)]
+    refs = ValidationDistortion.references(texts, rows, 1000, embeddings * 3.0)
     assert refs["ref/ids_bits_per_token"] == pytest.approx(np.log2(1000))
     for bits in (1, 4, 8, 16):
         prefix = f"ref/two_part_{bits}bit/"
+        # measured by decompressing every block's ids
         assert refs[prefix + "acc"] == refs[prefix + "exact_blocks"] == 1.0
+        ids_bits = refs["ref/lzma_ids_block_bits_per_token"] * 64 * 5
+        expected = (ids_bits + 64 * embeddings.shape[-1] * bits) / (64 * 5)
+        assert refs[prefix + "bits_per_token"] == pytest.approx(expected)
         for name in ("cosine", "recall_at_1", "recall_at_10", "spearman"):
             assert refs[prefix + name] == refs[prefix + name + "_unrefined"]
     assert refs["ref/two_part_16bit/recall_at_1"] == 1.0
     assert refs["ref/two_part_16bit/spearman"] > 0.9999
     assert refs["ref/two_part_1bit/spearman"] < refs["ref/two_part_8bit/spearman"]
+
+
+def test_the_two_part_codes_exactness_is_measured_by_decoding(monkeypatch):
+    rows = [[101, 7, 300, 102], [101, 70000, 5, 102]]  # uint16 and uint32 ids
+    bits, acc, exact = text_rates.coded_ids(rows)
+    assert (acc, exact) == (1.0, 1.0) and bits > 0
+    # a decompressor that loses the last id: the measurement sees it
+    lossy = text_rates.DECOMPRESSORS["lzma"]
+    monkeypatch.setitem(
+        text_rates.DECOMPRESSORS, "lzma", lambda data: lossy(data)[:-2] + b"\xff\xff"
+    )
+    _, acc, exact = text_rates.coded_ids(rows)
+    assert exact == 0.0 and acc < 1.0
+
+
+@pytest.mark.parametrize("name", sorted(text_rates.COMPRESSORS))
+def test_every_reference_compressor_round_trips(name):
+    data = b"to be or not to be, that is the question" * 3
+    assert text_rates.DECOMPRESSORS[name](text_rates.COMPRESSORS[name](data)) == data

@@ -288,6 +288,9 @@ def test_baselines_train_through_the_config(make_cfg, coder):
         assert metrics["val/cosine_unrefined"] > 0.999
     for key in ("val/acc", "val/exact_blocks", "val/cosine", "val/recall_at_1", "train/loss"):
         assert math.isfinite(metrics[key]), key
+    # one estimator (total bits over total tokens), the mean of the blocks' rates beside it
+    assert metrics["val/bits_per_token_block_mean"] > 0
+    assert metrics["val/bits_per_token"] != metrics["val/bits_per_token_block_mean"]
     for key in ("val/cosine_unrefined", "val/recall_at_1_unrefined", "val/recall_at_10"):
         assert 0 <= metrics[key] <= 1 + 1e-6, key
     assert metrics["val/recall_at_1"] <= metrics["val/recall_at_10"]

@@ -25,12 +25,13 @@ from wavelab.wavgpt.module import WavGPTModule
 
 @dataclass
 class Pooled:
-    """One checkpoint's pooled embeddings of the blocks so far, and the sum over them of the
-    bits per token its codes sent (averaged over codes at the end, as val/bits_per_token)."""
+    """One checkpoint's pooled embeddings of the blocks so far, the bits its codes sent, and the
+    sum of each block's own bits per token (the block mean, printed beside the total rate)."""
 
     refined: list[Tensor] = field(default_factory=list)
     unrefined: list[Tensor] = field(default_factory=list)
-    bits_per_token: float = 0.0
+    bits: float = 0.0
+    block_rates: float = 0.0
 
 
 def check_comparable(modules: dict[str, WavGPTModule]) -> None:
@@ -58,36 +59,39 @@ def retrieval_at_scale(
     first = next(iter(modules.values()))
     encoder = first.encoder
     pooled = {name: Pooled() for name in modules}
-    originals, texts, n_tokens = [], [], 0
+    originals, texts, rows, n_tokens = [], [], [], 0
     for batch in batches:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         h = encoder.hidden(ids, mask)  # (B, T, d)
         originals.append(mean_pool(h, mask).float())
         texts += first.block_texts(ids, mask)
+        rows += [row[: int(n)].tolist() for row, n in zip(ids.cpu(), mask.sum(1).cpu())]
         n_tokens += int(mask.sum())
         for name, module in modules.items():
             out = module.core(h, mask)
             pooled[name].refined.append(mean_pool(out.refined, mask).float())
             pooled[name].unrefined.append(mean_pool(out.unrefined, mask).float())
             bits = module.core.sent_bits(out.code, module.fingerprint_bytes())  # (B,)
-            pooled[name].bits_per_token += float((bits / mask.sum(1)).sum())
+            pooled[name].bits += float(bits.sum())
+            pooled[name].block_rates += float((bits / mask.sum(1)).sum())
     if len(originals) == 0 or n_tokens == 0:
         raise ConfigError("the data has no validation blocks to score")
     original = torch.cat(originals)
-    results = {name: scores(p, original) for name, p in pooled.items()}
+    results = {name: scores(p, original, n_tokens) for name, p in pooled.items()}
     results["references"] = ValidationDistortion.references(
-        texts, n_tokens, encoder.vocab_size, original
+        texts, rows, encoder.vocab_size, original
     )
     results["references"]["blocks"] = float(len(original))
     return results
 
 
-def scores(pooled: Pooled, original: Tensor) -> dict[str, float]:
+def scores(pooled: Pooled, original: Tensor, n_tokens: int) -> dict[str, float]:
     refined, unrefined = torch.cat(pooled.refined), torch.cat(pooled.unrefined)
     cosine = torch.nn.functional.cosine_similarity
     metrics = {
         "blocks": float(len(original)),
-        "bits_per_token": pooled.bits_per_token / len(original),
+        "bits_per_token": pooled.bits / n_tokens,
+        "bits_per_token_block_mean": pooled.block_rates / len(original),
         "cosine": cosine(refined, original, dim=-1).mean(),
         "cosine_unrefined": cosine(unrefined, original, dim=-1).mean(),
         **embedding_metrics(refined, original),
