@@ -115,12 +115,23 @@ class ExactCoder:
         return None if self.prior is None else Decoder(self.prior.net, 1)
 
     @torch.inference_mode()
-    def block_tables(self, ids: Sequence[int], code: bytes) -> np.ndarray:
-        """(m, V) the tables the body of ``ids`` is coded under, as decoding computes them."""
+    def prior_logits(self, body: Sequence[int]) -> list[Tensor | None]:
+        """The prior's (1, V) logits at each body position (None at the first, and without a
+        prior), computed as decoding computes them; coders of one prior may share them."""
+        decoder = self._decoder()
+        return [self._prior_step(decoder, list(body[:t])) for t in range(len(body))]
+
+    @torch.inference_mode()
+    def block_tables(
+        self, ids: Sequence[int], code: bytes, prior_logits: list[Tensor | None] | None = None
+    ) -> np.ndarray:
+        """(m, V) the tables the body of ``ids`` is coded under, as decoding computes them;
+        ``prior_logits``: this block's ``prior_logits``, if already computed."""
         body = list(ids[1:-1])
         head = self.head_logp(code, len(ids))
-        decoder = self._decoder()
-        rows = [self._row(t, head, self._prior_step(decoder, body[:t])) for t in range(len(body))]
+        if prior_logits is None:
+            prior_logits = self.prior_logits(body)
+        rows = [self._row(t, head, prior_logits[t]) for t in range(len(body))]
         return np.stack(rows) if rows else np.zeros((0, self.vocab_size))
 
     # --- blocks -----------------------------------------------------------------------------
@@ -129,12 +140,15 @@ class ExactCoder:
         """A block's n ids (``[CLS] ... [SEP]``) and its code -> its record."""
         return self.measured_block(ids, code)[0]
 
-    def measured_block(self, ids: Sequence[int], code: bytes = b"") -> tuple[ExactBlock, float]:
+    def measured_block(
+        self, ids: Sequence[int], code: bytes = b"", prior_logits: list | None = None
+    ) -> tuple[ExactBlock, float]:
         """``encode_block``'s record and the ideal -Σ log2 p of the body, in bits."""
         ids = [int(i) for i in ids]
         if len(ids) < 2 or ids[0] != self.frame.cls_id or ids[-1] != self.frame.sep_id:
             raise ValueError("a block's ids must start with [CLS] and end with [SEP]")
-        body, probabilities = np.array(ids[1:-1]), self.block_tables(ids, code)
+        body = np.array(ids[1:-1])
+        probabilities = self.block_tables(ids, code, prior_logits)
         block = ExactBlock(
             len(ids), bytes(code), range_coding.encode(body, probabilities), ids_crc(ids)
         )
@@ -179,17 +193,15 @@ class ExactCoder:
                 f"but this prior has {self.prior_fingerprint.hex()}: decode it with that prior"
             )
 
-    def decode_file(self, file: ExactFile) -> list[list[int]]:
+    def for_file(self, file: ExactFile) -> ExactCoder:
+        """This coder with the file's exponents (as stored); ValueError if it can't read it."""
         self.check_file(file)
-        coder = self
-        if (file.alpha, file.beta) != (self.alpha, self.beta):
-            coder = ExactCoder(
-                self.mode,
-                self.frame,
-                self.vocab_size,
-                self.prior,
-                self.codec,
-                file.alpha,
-                file.beta,
-            )
+        if (file.alpha, file.beta) == (self.alpha, self.beta):
+            return self
+        return ExactCoder(
+            self.mode, self.frame, self.vocab_size, self.prior, self.codec, file.alpha, file.beta
+        )
+
+    def decode_file(self, file: ExactFile) -> list[list[int]]:
+        coder = self.for_file(file)
         return [coder.decode_block(block) for block in file.blocks]

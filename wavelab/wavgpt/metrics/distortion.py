@@ -82,3 +82,29 @@ def pairwise_spearman(
         order = torch.arange(len(cosines), dtype=cosines.dtype)
         ranks.append(torch.empty_like(cosines).scatter_(0, cosines.argsort(), order))
     return torch.corrcoef(torch.stack(ranks))[0, 1]
+
+
+def neighbour_preservation(
+    decoded: Tensor, original: Tensor, k: int = 10, rows: int = 1024
+) -> Tensor:
+    """Mean over the N blocks of the recall of their true k nearest *other* blocks: the truth is
+    each original's k most cosine-similar other originals, the answer each decoded embedding's
+    k most similar other decoded ones. Unlike ``recall_at_k`` (does a code find its own text),
+    this scores whether the code keeps the order among close blocks, where a coarse code fails
+    first: the adjacent blocks of a scene are the hard negatives. Needs N > k."""
+    if not 0 < k < len(original):
+        raise ValueError(f"k={k} is invalid: need 0 < k < N={len(original)}")
+    decoded = F.normalize(decoded.float(), dim=-1)
+    original = F.normalize(original.float(), dim=-1)
+    recalls = []
+    for start in range(0, len(decoded), rows):
+        index = torch.arange(start, min(start + rows, len(decoded)), device=decoded.device)
+        found = []
+        for emb in (original, decoded):
+            sim = emb[index] @ emb.T  # (rows, N)
+            sim[torch.arange(len(index)), index] = -float("inf")  # a block is not its neighbour
+            found.append(sim.topk(k, dim=1).indices)
+        truth, answer = found
+        hits = (truth[:, :, None] == answer[:, None, :]).any(-1).float().sum(1)  # (rows,)
+        recalls.append(hits / k)
+    return torch.cat(recalls).mean()

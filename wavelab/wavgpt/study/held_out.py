@@ -56,6 +56,21 @@ def load_wavgpt_modules(paths: list[str], device: str, key: str) -> dict:
     return modules
 
 
+def run_data(ckpt_path: str, key: str, overrides: dict, stage: str):
+    """The data module of the run that wrote ``ckpt_path`` (its saved data config, with
+    ``overrides`` and never its teacher cache), set up for ``stage``."""
+    from wavelab.core.config import instantiate
+    from wavelab.core.saved_config import run_data_config
+
+    data_cfg = run_data_config(Path(ckpt_path).expanduser())
+    if data_cfg is None:
+        raise ConfigError(f"{key}: {ckpt_path!r} has no saved run config beside it")
+    data = instantiate(OmegaConf.merge(data_cfg, {**overrides, "teacher_cache": False}), "data")
+    data.prepare_data()
+    data.setup(stage)
+    return data
+
+
 def held_out_batches(
     ckpt_path: str, max_blocks: int | None, batch_size: int, device: str, key: str
 ) -> Iterator[dict[str, Tensor]]:
@@ -63,16 +78,8 @@ def held_out_batches(
     its teacher cache), the first ``max_blocks`` evenly spaced ones or (None) all, on
     ``device``; the heap is trimmed after each batch is used (``core.heap``), so a pass over
     thousands of them does not keep what their tensors freed."""
-    from wavelab.core.config import instantiate
-    from wavelab.core.saved_config import run_data_config
-
-    data_cfg = run_data_config(Path(ckpt_path).expanduser())
-    if data_cfg is None:
-        raise ConfigError(f"{key}: {ckpt_path!r} has no saved run config beside it")
-    overrides = {"num_val_blocks": max_blocks, "batch_size": batch_size, "teacher_cache": False}
-    data = instantiate(OmegaConf.merge(data_cfg, overrides), "data")
-    data.prepare_data()
-    data.setup("validate")
+    overrides = {"num_val_blocks": max_blocks, "batch_size": batch_size}
+    data = run_data(ckpt_path, key, overrides, "validate")
     for batch in data.val_dataloader():
         yield {k: v.to(device) for k, v in batch.items()}
         trim_heap()  # what the caller freed of this batch goes back to the system
@@ -84,3 +91,16 @@ def report(results: dict, table: str, out: Path | None) -> None:
     if out is not None:
         write_output(out, json.dumps(results, indent=1).encode(), "out")
         log.info("wrote %s", out)
+
+
+def training_blocks(ckpt_path: str, count: int, batch_size: int, key: str) -> list[dict]:
+    """The first ``count`` training blocks of the run that wrote ``ckpt_path``, in batches: a
+    split apart from the held-out blocks, to fit a study's settings on."""
+    data = run_data(ckpt_path, key, {"batch_size": batch_size}, "fit")
+    batches, seen = [], 0
+    for batch in data.train_dataloader():
+        batches.append(batch)
+        seen += len(batch["input_ids"])
+        if seen >= count:
+            break
+    return batches

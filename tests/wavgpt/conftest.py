@@ -1,4 +1,4 @@
-"""The models the codec's tests decode with, trained once by the real entry point."""
+"""The models the codec and study tests decode with, trained once by the real entry point."""
 
 from __future__ import annotations
 
