@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from wavelab.core.cli import checked_device, hydra_entry, required
 from wavelab.core.errors import ConfigError
