@@ -34,7 +34,8 @@ def decode_with_prior(
     check_comparable(modules)
     decoders = {s.weight: PriorDecoder(lm, s) for s in settings}
     totals = {(name, w): [0, 0, 0.0] for name in modules for w in decoders}  # right, exact, cpu s
-    bits = dict.fromkeys(modules, 0.0)
+    bits = dict.fromkeys(modules, 0.0)  # in all
+    block_rates = dict.fromkeys(modules, 0.0)  # the sum of each block's bits per token
     reachable = {name: [0, 0] for name in modules}  # tokens, blocks among the candidates
     blocks = tokens = 0
     encoder = next(iter(modules.values())).encoder
@@ -46,7 +47,8 @@ def decode_with_prior(
         for name, module in modules.items():
             out = module.core(h, mask)
             sent = module.core.sent_bits(out.code, module.fingerprint_bytes())
-            bits[name] += float((sent / mask.sum(1)).sum())
+            bits[name] += float(sent.sum())
+            block_rates[name] += float((sent / mask.sum(1)).sum())
             head_logp = torch.log_softmax(encoder.logits(out.refined).float(), dim=-1)
             n_candidates = min(settings[0].candidates, head_logp.shape[-1])
             top = head_logp.topk(n_candidates, dim=-1).indices  # (B, T, candidates)
@@ -67,7 +69,8 @@ def decode_with_prior(
             "acc": right / tokens,
             "exact_blocks": exact / blocks,
             "decode_cpu_s_per_block": cpu / blocks,
-            "bits_per_token": bits[name] / blocks,
+            "bits_per_token": bits[name] / tokens,
+            "bits_per_token_block_mean": block_rates[name] / blocks,
             "blocks": float(blocks),
             "acc_candidates": reachable[name][0] / tokens,
             "exact_blocks_candidates": reachable[name][1] / blocks,
