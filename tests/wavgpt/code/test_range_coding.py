@@ -31,7 +31,8 @@ def test_ids_round_trip_within_32_bits_of_the_ideal(m):
     stream = range_coding.Decoder(payload)
     assert [stream.next(row) for row in probabilities] == symbols.tolist()
     ideal = range_coding.ideal_bits(symbols, probabilities) if m else 0.0
-    assert ideal <= 8 * len(payload) <= ideal + 32
+    # the length is sent beside it, so a payload may end a few bits short of the ideal
+    assert ideal - 8 <= 8 * len(payload) <= ideal + 32
 
 
 def test_an_id_the_table_calls_impossible_still_round_trips():
@@ -52,9 +53,14 @@ def test_a_rows_table_is_the_same_alone_or_among_others():
         assert np.array_equal(range_coding.tables(logp[t : t + 1])[0], together[t])
 
 
-def test_a_payload_is_whole_words():
-    with pytest.raises(ValueError, match="32-bit words"):
-        range_coding.Decoder(b"\x00" * 5)
+def test_trailing_bytes_the_decoder_pads_back_are_dropped():
+    lengths = []
+    for seed in range(20):
+        symbols, probabilities = random_block(100 + seed, 30)
+        payload = range_coding.encode(symbols, probabilities)
+        assert np.array_equal(range_coding.decode_all(payload, probabilities), symbols)
+        lengths.append(len(payload) % 4)
+    assert any(lengths)  # not whole words every time: bytes were dropped
 
 
 def exact_file() -> ExactFile:

@@ -62,7 +62,8 @@ def test_the_payload_costs_its_ideal_plus_at_most_32_bits(parts, mode):
     coder = coder_of(parts, mode)
     for ids, code in blocks_of(parts[0], TEXTS):
         block, ideal = coder.measured_block(ids, code)
-        assert ideal <= 8 * len(block.payload) <= ideal + 32
+        # its length is sent beside it, so it may end a few bits short of the ideal
+        assert ideal - 8 <= 8 * len(block.payload) <= ideal + 32
 
 
 def test_the_prior_codes_the_text_it_knows_below_the_raw_ids(parts):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,7 +24,7 @@ from omegaconf import DictConfig
 
 from wavelab.bench import check_count, check_settings, load_line, publish, settings_from
 from wavelab.bench.machine import prepare
-from wavelab.wavgpt.bench.codec import corpus_texts
+from wavelab.wavgpt.bench.codec import corpus_texts, cpu_seconds
 from wavelab.wavgpt.metrics.text_rates import lzma_raw, lzma_raw_decompress
 
 PACKAGED_ENCODER = "packaged:all-MiniLM-L6-v2"
@@ -56,12 +55,6 @@ def load_prior(path: str | None):
     with tempfile.TemporaryDirectory() as output_dir:
         overrides = ["model=gpt", "data=shakespeare_wordpiece_lm", "model.net.vocab_size=30522"]
         return instantiate(compose(overrides, output_dir=output_dir).model).eval()
-
-
-def cpu_seconds(fn, *args):
-    start = time.process_time()
-    result = fn(*args)
-    return time.process_time() - start, result
 
 
 def run(settings: Settings) -> dict:

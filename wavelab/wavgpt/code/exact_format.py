@@ -16,7 +16,7 @@ ids (``wavelab.wavgpt.code.range_coding``). Little-endian:
          v   n_tokens, varint: the block's real tokens, [CLS] and [SEP] included
          v   C, varint: bytes of the code
          C   the code
-         v   P, varint: bytes of the payload (whole 32-bit words)
+         v   P, varint: bytes of the payload (its 32-bit words less trailing bytes)
          P   payload: the ids at positions 1 .. n_tokens - 2 ([CLS] and [SEP] are the frame)
          4   CRC32 of the block's n_tokens ids, as little-endian uint32 each
     end

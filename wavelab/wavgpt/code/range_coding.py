@@ -11,8 +11,11 @@ Exactness needs bit-identical tables at the encoder and the decoder; this module
 for identical log-probabilities. Computing those identically (the same model, the same
 operations in the same shapes) is the caller's part (``wavelab.wavgpt.codec.exact``).
 
-A payload is the coder's 32-bit words, little-endian. The range coder spends a few bits over the
-ideal -Σ log2 p per block (its final flush), which ``ideal_bits`` lets a caller measure.
+A payload is the coder's 32-bit words, each big-endian so that a payload's last bytes are its
+least significant bits, less the trailing bytes that the decoder can do without: it pads a payload with zero bytes to whole words, and ``encode`` drops as many of
+the last bytes (up to 7) as it can while the payload, rounded up or down at the last byte kept,
+still decodes to the same ids, which it checks by decoding under the same tables. So the payload's final flush costs a few bits over the ideal
+-Σ log2 p per block rather than up to a word, which ``ideal_bits`` lets a caller measure.
 """
 
 from __future__ import annotations
@@ -42,11 +45,22 @@ def tables(logp: Tensor) -> np.ndarray:
 
 def encode(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
     """(m,) ids, (m, V) tables -> the payload. m = 0 is an empty payload."""
+    symbols = np.asarray(symbols, dtype=np.int32)
     if len(symbols) == 0:
         return b""
     encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(np.asarray(symbols, dtype=np.int32), _MODEL, probabilities)
-    return encoder.get_compressed().astype("<u4").tobytes()
+    encoder.encode(symbols, _MODEL, probabilities)
+    payload = encoder.get_compressed().astype(">u4").tobytes()
+    value = int.from_bytes(payload, "big")
+    for drop in range(min(7, len(payload) - 1), 0, -1):
+        prefix = value >> (8 * drop)
+        for candidate in (prefix + 1, prefix):  # the point just above, or just below
+            if candidate >> (8 * (len(payload) - drop)):
+                continue  # it would carry out of the payload
+            shorter = candidate.to_bytes(len(payload) - drop, "big")
+            if np.array_equal(decode_all(shorter, probabilities), symbols):
+                return shorter
+    return payload
 
 
 def decode_all(payload: bytes, probabilities: np.ndarray) -> np.ndarray:
@@ -61,9 +75,8 @@ class Decoder:
     """Decodes a payload one id at a time, for tables that depend on the ids before."""
 
     def __init__(self, payload: bytes) -> None:
-        if len(payload) % 4:
-            raise ValueError(f"payload of {len(payload)} bytes: a payload is whole 32-bit words")
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        padded = payload + bytes(-len(payload) % 4)  # the bytes encode dropped, as zeros
+        words = np.frombuffer(padded, dtype=">u4").astype(np.uint32)
         self.decoder = constriction.stream.queue.RangeDecoder(words)
 
     def next(self, probabilities: np.ndarray) -> int:

@@ -204,35 +204,24 @@ def encode(cfg: DictConfig, out_dir: Path, device: str) -> None:
 
 def decode_in_fresh_processes(cfg: DictConfig, out_dir: Path, stems: list[str]) -> dict:
     """{file stem: {exact_blocks, decode_tokens_per_cpu_s}}, each file decoded by its own
-    ``stage=decode`` process, ``workers`` at a time."""
+    ``stage=decode`` process, ``workers`` at a time (the next starts as one ends)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     workers = checked_count(cfg, "workers", allow_none=False)
-    pending, done = list(stems), {}
-    while pending:
-        batch, pending = pending[:workers], pending[workers:]
-        procs = {}
-        for stem in batch:
-            args = [
-                f"{k}={v}"
-                for k, v in (("prior", cfg.prior), ("out_dir", out_dir), ("device", cfg.device))
-            ]
-            paths = ",".join(str(p) for p in ckpt_path_list(cfg, "ckpt_paths"))
-            argv = [
-                sys.executable,
-                "-m",
-                "wavelab.wavgpt.study.exact_bits",
-                "stage=decode",
-                f"decode_file={stem}.wavx",
-                f"ckpt_paths=[{paths}]",
-                *args,
-            ]
-            procs[stem] = subprocess.Popen(argv, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        for stem, proc in procs.items():
-            if proc.wait() != 0:
-                raise ConfigError(
-                    f"decoding {out_dir / (stem + '.wavx')} failed (exit {proc.returncode})"
-                )
-            done[stem] = json.loads((out_dir / f"{stem}.decoded.json").read_text())
-    return done
+    paths = ",".join(str(p) for p in ckpt_path_list(cfg, "ckpt_paths"))
+    keys = (("prior", cfg.prior), ("out_dir", out_dir), ("device", cfg.device))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def one(stem: str) -> dict:
+        argv = [sys.executable, "-m", "wavelab.wavgpt.study.exact_bits", "stage=decode"]
+        argv += [f"decode_file={stem}.wavx", f"ckpt_paths=[{paths}]"]
+        argv += [f"{k}={v}" for k, v in keys]
+        if subprocess.run(argv, env=env).returncode != 0:
+            raise ConfigError(f"decoding {out_dir / (stem + '.wavx')} failed")
+        return json.loads((out_dir / f"{stem}.decoded.json").read_text())
+
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(zip(stems, pool.map(one, stems)))
 
 
 def decode(cfg: DictConfig, out_dir: Path, device: str) -> None:
