@@ -97,3 +97,15 @@ def test_an_unknown_version_or_mode_is_refused_by_name():
 
     with pytest.raises(ValueError, match="version 9"):
         ExactFile.from_bytes(bytes(data) + zlib.crc32(bytes(data)).to_bytes(4, "little"))
+
+
+def test_bits_no_table_can_have_produced_are_a_value_error():
+    symbols, probabilities = random_block(3, 20)
+    payload = range_coding.encode(symbols, probabilities)
+    for damaged in (bytes(len(payload)), b"\xff" * len(payload), payload[: len(payload) // 2]):
+        try:
+            decoded = range_coding.decode_all(damaged, probabilities)
+        except ValueError as e:
+            assert "damaged" in str(e)
+        else:
+            assert not np.array_equal(decoded, symbols)

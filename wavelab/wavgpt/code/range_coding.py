@@ -26,6 +26,9 @@ import torch
 from torch import Tensor
 
 PRECISION_BITS = 24  # constriction's default range coder (32-bit words)
+DAMAGED = (
+    "the payload can not be decoded under these tables: it is damaged or was coded under others"
+)
 _MODEL = constriction.stream.model.Categorical(perfect=False)
 
 
@@ -58,8 +61,11 @@ def encode(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
             if candidate >> (8 * (len(payload) - drop)):
                 continue  # it would carry out of the payload
             shorter = candidate.to_bytes(len(payload) - drop, "big")
-            if np.array_equal(decode_all(shorter, probabilities), symbols):
-                return shorter
+            try:
+                if np.array_equal(decode_all(shorter, probabilities), symbols):
+                    return shorter
+            except ValueError:  # not even decodable: keep the byte
+                pass
     return payload
 
 
@@ -68,7 +74,10 @@ def decode_all(payload: bytes, probabilities: np.ndarray) -> np.ndarray:
     if len(probabilities) == 0:
         return np.zeros(0, dtype=np.int64)
     decoder = Decoder(payload)
-    return decoder.decoder.decode(_MODEL, probabilities).astype(np.int64)
+    try:
+        return decoder.decoder.decode(_MODEL, probabilities).astype(np.int64)
+    except AssertionError:  # constriction's word for bits no table can have produced
+        raise ValueError(DAMAGED) from None
 
 
 class Decoder:
@@ -81,9 +90,11 @@ class Decoder:
 
     def next(self, probabilities: np.ndarray) -> int:
         """The next id, under a (V,) table."""
-        return int(
-            self.decoder.decode(constriction.stream.model.Categorical(probabilities, perfect=False))
-        )
+        model = constriction.stream.model.Categorical(probabilities, perfect=False)
+        try:
+            return int(self.decoder.decode(model))
+        except AssertionError:  # constriction's word for bits no table can have produced
+            raise ValueError(DAMAGED) from None
 
 
 def ideal_bits(symbols: np.ndarray, probabilities: np.ndarray) -> float:
