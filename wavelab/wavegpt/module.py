@@ -101,6 +101,11 @@ class LanguageModelModule(RecordsItsClass, L.LightningModule):
     def forward(self, x: torch.Tensor, x_prev: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(x, prev_idx=x_prev if self.uses_prev_block else None)[0]
 
+    def incremental_decoder(self, batch: int) -> decode.Decoder:
+        """A KV-cached decoder of ``batch`` sequences (``wavelab.wavegpt.decode``): its
+        ``next_logits(ids)`` equals the full forward's, one new token's work per call."""
+        return decode.Decoder(self.net, batch)
+
     def next_token_logits(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, vocab) logits of the next token (a decoding prior's question)."""
         return self.net.next_token_logits(ids)

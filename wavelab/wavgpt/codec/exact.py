@@ -12,7 +12,7 @@ m = n - 2 ids are range-coded (``wavelab.wavgpt.code.range_coding``) under, at p
 Exact by construction, provided the decoder computes the encoder's tables bit for bit. Both
 therefore run the same operations in the same shapes: the code's states decoded alone (a batch
 of one, refined over its n tokens), the prior one token at a time through its KV cache
-(``wavelab.wavegpt.decode.Decoder``, the decoder's only possible order), every table row by row.
+(the language model's ``incremental_decoder``, the decoder's only possible order), every table row by row.
 The per-block CRC32 of the ids catches whatever still differs (another build, another model, a
 damaged payload) and decoding then fails in one line rather than return a wrong text.
 """
@@ -47,7 +47,7 @@ class Frame:
 class ExactCoder:
     """Blocks' ids <-> ``ExactBlock`` records; see the module docstring.
 
-    ``prior``: a language model (``next_token_logits``, ``net``) on the encoder's WordPiece,
+    ``prior``: a language model (``incremental_decoder``, ``net``) on the encoder's WordPiece,
     needed by ``prior`` and ``product``; ``codec``: a ``WavGPTCodec`` whose codes the head reads,
     needed by ``head`` and ``product``."""
 
@@ -110,9 +110,7 @@ class ExactCoder:
         return decoder.next_logits(ids).cpu()
 
     def _decoder(self):
-        from wavelab.wavegpt.decode import Decoder
-
-        return None if self.prior is None else Decoder(self.prior.net, 1)
+        return None if self.prior is None else self.prior.incremental_decoder(1)
 
     @torch.inference_mode()
     def prior_logits(self, body: Sequence[int]) -> list[Tensor | None]:
