@@ -59,6 +59,9 @@ def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
     return torch.nn.functional.cross_entropy(teacher.transpose(1, 2), input_ids, reduction="none")
 
 
+# Logits (B·T·V floats) that the live teacher computes at once: a block at T = 256.
+LIVE_TEACHER_LOGITS = 2**23
+
 # Real training tokens whose hidden states fit a coder that learns from data (pca's basis).
 FIT_TOKENS = 100_000
 
@@ -176,10 +179,20 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 batch["teacher_rest_logp"],
                 batch["teacher_ce"],
             )
-        logits = self.encoder.logits(h).detach()
         if self.cfg.kd == "full":
-            return logits
-        return teacher_topk(logits, self.cfg.kd_top_k, self.cfg.kd_temperature, batch["input_ids"])
+            return self.encoder.logits(h).detach()
+        # A few blocks at a time: the (B, T, V) logits and their exponentials never exist whole.
+        ids, k, tau = batch["input_ids"], self.cfg.kd_top_k, self.cfg.kd_temperature
+        per_chunk = max(1, LIVE_TEACHER_LOGITS // (h.shape[1] * self.encoder.vocab_size))
+        with torch.no_grad():
+            return TeacherTopK.cat(
+                [
+                    teacher_topk(
+                        self.encoder.logits(h[i : i + per_chunk]), k, tau, ids[i : i + per_chunk]
+                    )
+                    for i in range(0, len(h), per_chunk)
+                ]
+            )
 
     def on_fit_start(self) -> None:
         # A coder fitted on data (pca's basis) fits on training states; a resumed run has it.
@@ -246,17 +259,19 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             target_h=h,
             unrefined=out.unrefined,
         )
+        predicted = student.argmax(-1)
+        del student  # the loss keeps what its backward needs; the (B, T, V) logits can go now
         n_real = mask.sum(1).float()  # (B,)
         with torch.no_grad():
             values = {
                 "loss": loss,
                 "kl": terms["kl"],
                 "ce": terms["ce"],
-                "acc": token_accuracy(student, ids, mask),
-                "acc_orig": masked_mean((teacher_argmax(teacher) == ids).float(), mask),
+                "acc": token_accuracy(predicted, ids, mask),
+                "acc_orig": token_accuracy(teacher_argmax(teacher), ids, mask),
             }
             if stage == "val":
-                unrefined = self.encoder.logits(out.unrefined)
+                unrefined = self.encoder.logits(out.unrefined).argmax(-1)
                 values["acc_unrefined"] = token_accuracy(unrefined, ids, mask)
                 values["ce_orig"] = masked_mean(teacher_ce(teacher, ids), mask)
             ideal = self.core.bits(out.code, self.fingerprint_bytes())  # (B,)
@@ -282,8 +297,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             weight = n_real if name in TOTAL_RATES else 1.0
             self.metrics[f"{stage}_{name}"].update(value.float(), weight=weight)
         if stage == "val":
-            predicted, predicted_orig = student.argmax(-1), teacher_argmax(teacher)
-            self.distortion.update(ids, mask, h, out, predicted, predicted_orig)
+            self.distortion.update(ids, mask, h, out, predicted, teacher_argmax(teacher))
         return loss
 
     def gather_blocks(self, local: Tensor) -> Tensor:

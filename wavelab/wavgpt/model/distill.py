@@ -19,7 +19,7 @@ It equals the full KL when K covers the vocabulary (p_rest = 0), and is never la
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,10 @@ from torch import Tensor
 # rest mass is itself negligible).
 _MIN_REST = 1e-6
 
+# Positions whose gradient over the vocabulary the backward computes at once (a temporary of
+# this many rows of V floats).
+_GRAD_ROWS = 64
+
 
 @dataclass
 class TeacherTopK:
@@ -39,6 +43,11 @@ class TeacherTopK:
     logp: Tensor  # (B, T, K) their log-probabilities at the KD temperature
     rest_logp: Tensor  # (B, T) log of the probability of every other token (-inf: none left)
     ce: Tensor  # (B, T) its cross-entropy against the input ids at temperature 1
+
+    @classmethod
+    def cat(cls, parts: list[TeacherTopK]) -> TeacherTopK:
+        """The blocks of ``parts`` (along B), in order."""
+        return cls(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
     @property
     def argmax(self) -> Tensor:
@@ -110,7 +119,7 @@ class _SparseKDAndCE(torch.autograd.Function):
         kl = (p_top * (logp - log_q_top)).sum(-1)
         kl = kl + torch.where(p_rest > 0, p_rest * (rest_logp - q_rest.log()), 0.0)
         # s_1 = sum exp(z - peak) = sum e^tau, without a (B, T, V) temporary at tau = 2
-        s_1 = torch.linalg.vecdot(e, e) if tau == 2 else e.pow(tau).sum(-1)
+        s_1 = torch.einsum("...v,...v->...", e, e) if tau == 2 else e.pow(tau).sum(-1)
         target = z.gather(-1, ids[..., None])[..., 0]
         ce = peak[..., 0] + s_1.log() - target
         ctx.save_for_backward(e, s_tau, s_1, q_rest, idx, p_top, p_rest, ids)
@@ -124,11 +133,17 @@ class _SparseKDAndCE(torch.autograd.Function):
         c = 1.0 - p_rest / q_rest  # (B, T): outside the top K
         a = (g_kl * c / (tau * s_tau))[..., None]  # q_tau * c / tau
         b = (g_ce / s_1)[..., None]  # q_1
-        # e * (a + b * e) in two passes at the default tau = 2
-        grad = torch.addcmul(a, b, e).mul_(e) if tau == 2 else e * a + e.pow(tau) * b
         # Inside the top K: (q_j - p_j) / tau instead of q_j * c / tau.
         q_top = e.gather(-1, idx) / s_tau[..., None]
         top = g_kl[..., None] * ((q_top * (1.0 - c[..., None]) - p_top) / tau)
+        # The dense part e * (a + b * e^(tau-1)) overwrites e, which nothing reads after this,
+        # _GRAD_ROWS positions at a time: the backward then holds one (B, T, V) tensor, not two.
+        grad = e
+        rows, a, b = e.view(-1, e.shape[-1]), a.reshape(-1, 1), b.reshape(-1, 1)
+        for i in range(0, len(rows), _GRAD_ROWS):
+            part, a_i, b_i = rows[i : i + _GRAD_ROWS], a[i : i + _GRAD_ROWS], b[i : i + _GRAD_ROWS]
+            factor = torch.addcmul(a_i, b_i, part) if tau == 2 else a_i + part.pow(tau - 1) * b_i
+            part.mul_(factor)
         grad.scatter_add_(-1, idx, top)
         grad.scatter_add_(-1, ids[..., None], -g_ce[..., None].float())
         return grad.to(ctx.logits_dtype), None, None, None, None, None

@@ -85,6 +85,6 @@ def distillation_loss(
     return total, terms
 
 
-def token_accuracy(logits: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """Fraction of real tokens whose argmax prediction is the input token."""
-    return masked_mean((logits.argmax(-1) == input_ids).float(), attention_mask)
+def token_accuracy(predicted: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """Fraction of real tokens whose predicted id (B, T) is the input token."""
+    return masked_mean((predicted == input_ids).float(), attention_mask)
