@@ -80,7 +80,8 @@ class CharTokenizer:
             unknown = raw.translate(None, self._ascii_known)
             if unknown:
                 self.encode(chr(unknown[0]))  # raises, naming the character
-            return np.frombuffer(raw.translate(self._ascii_table), dtype=np.uint8).astype(dtype)
+            ids = np.frombuffer(raw.translate(self._ascii_table), dtype=np.uint8)
+            return ids.astype(dtype, copy=False)
         if self._table is None:
             self._table = np.full(N_CODE_POINTS, -1, dtype=np.int32)
             self._table[[ord(c) for c in self.chars]] = np.arange(self.vocab_size)

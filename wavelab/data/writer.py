@@ -21,7 +21,11 @@ from wavelab.core.errors import ConfigError
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+    """The smallest unsigned dtype that holds every id: a byte per character of most text."""
+    for dtype in (np.uint8, np.uint16):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    return np.dtype(np.uint32)
 
 
 def free_bytes(path: Path) -> int:
@@ -54,7 +58,7 @@ class ArrayWriter:
         self._file = open(self.tmp, "wb")  # noqa: SIM115 (closed by finish or EntryWriter)
 
     def write(self, values) -> None:
-        data = np.asarray(values, dtype=self.dtype).tobytes()
+        data = np.ascontiguousarray(values, dtype=self.dtype)  # written and hashed in place
         try:
             self._file.write(data)
         except OSError as e:
@@ -62,7 +66,7 @@ class ArrayWriter:
                 raise disk_full(self.path, "the token cache") from None
             raise
         self.digest.update(data)
-        self.length += len(data) // self.dtype.itemsize
+        self.length += data.size
 
     def finish(self) -> None:
         try:
