@@ -159,6 +159,20 @@ def test_the_data_bench_prepares_trains_and_resumes_each_tokenizer_in_its_own_pr
     assert not (entry.cwd / "bench").exists()  # the corpora, caches and runs are removed
 
 
+@pytest.mark.parametrize("shape", ["lines", "one_line", "non_ascii"])
+def test_the_data_bench_corpora_have_their_shape_and_size(tmp_path, shape):
+    from wavelab.data.bench import make_corpus
+
+    path = tmp_path / "corpus.txt"
+    make_corpus(path, 2_000_000, shape)
+    data = path.read_bytes()
+    text = data.decode("utf-8")  # never cut inside a character
+    assert 1_990_000 < len(data) <= 2_000_000
+    assert (b"\n" in data) == (shape != "one_line")
+    non_ascii = sum(not c.isascii() for c in text) / len(text)
+    assert (non_ascii > 0.5) if shape == "non_ascii" else (non_ascii == 0)
+
+
 def test_a_command_past_the_rss_limit_is_killed_and_reported(tmp_path):
     from wavelab.bench.measure import run_measured
 

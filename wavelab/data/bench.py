@@ -1,13 +1,13 @@
 """``python -m wavelab.bench data``: preparing and training on generated corpora of growing
 size, per tokenizer, as a user's commands do.
 
-Each corpus is the packaged complete works repeated to ``size`` MB, written under ``workdir``
-(removed afterwards unless ``keep``). Per corpus and tokenizer, three fresh processes, each with
-its peak RSS (the interpreter and its imports included, as a user's run pays them): the
-preparation (read, hash, tokenize, write the token cache) on an empty cache, which also reports
-its own wall time; ``python -m wavelab.run`` for ``train_steps`` steps on that cache, with one
-validation and last.ckpt at the end; and the same command with ``resume_dir=`` for
-``resume_steps`` more steps.
+Each corpus is the packaged complete works (as they are, on one line, or with Cyrillic letters:
+``corpus``) repeated to ``size`` MB, written under ``workdir`` (removed afterwards unless
+``keep``). Per corpus and tokenizer, three fresh processes, each with its peak RSS (the
+interpreter and its imports included, as a user's run pays them): the preparation (read, hash,
+tokenize, write the token cache) on an empty cache, which also reports its own wall time;
+``python -m wavelab.run`` for ``train_steps`` steps on that cache, with one validation and
+last.ckpt at the end; and the same command with ``resume_dir=`` for ``resume_steps`` more steps.
 """
 
 from __future__ import annotations
@@ -31,11 +31,24 @@ LIBRARY_CHARS = 1 << 24  # characters that the library's own encoding rate is me
 LIBRARY_BATCH_CHARS = 1 << 20  # ... in batches of this many
 
 
-def make_corpus(path: Path, n_bytes: int) -> None:
-    """The complete works, repeated and cut (at a line end) to about ``n_bytes`` bytes."""
+# ASCII letters -> Cyrillic ones (two UTF-8 bytes each): most of a ``non_ascii`` corpus.
+CYRILLIC = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "".join(map(chr, range(0x430, 0x44A))) + "".join(map(chr, range(0x410, 0x42A))),
+)
+SHAPES = {
+    "lines": lambda works: works,  # the works' own lines and paragraphs
+    "one_line": lambda works: works.replace("\n", " "),  # one line: no newline anywhere
+    "non_ascii": lambda works: works.translate(CYRILLIC),  # letters in Cyrillic
+}
+
+
+def make_corpus(path: Path, n_bytes: int, shape: str = "lines") -> None:
+    """The complete works in ``shape`` (``SHAPES``), repeated and cut to about ``n_bytes`` bytes
+    (at a line end where it has lines, else at a space)."""
     from wavelab.data.corpora import shakespeare_complete_works
 
-    works = shakespeare_complete_works().encode("utf-8")
+    works = SHAPES[shape](shakespeare_complete_works()).encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         written = 0
@@ -43,7 +56,8 @@ def make_corpus(path: Path, n_bytes: int) -> None:
             f.write(works)
             written += len(works)
         rest = works[: max(0, n_bytes - written)]
-        f.write(rest[: rest.rfind(b"\n") + 1])
+        end = b"\n" if b"\n" in works else b" "
+        f.write(rest[: rest.rfind(end) + 1])
 
 
 def cpu_seconds() -> float:
@@ -190,6 +204,8 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"sizes_mb={list(cfg.sizes_mb)} is invalid: need sizes > 0")
     for key in ("train_steps", "resume_steps"):
         check_count(key, cfg[key], 1)
+    if cfg.corpus not in SHAPES:
+        raise ConfigError(f"corpus={cfg.corpus!r} is invalid: choose from {list(SHAPES)}")
     if not float(cfg.rss_limit_gb) > 0:
         raise ConfigError(f"rss_limit_gb={cfg.rss_limit_gb} is invalid: must be > 0")
     work = Path(cfg.workdir).expanduser()
@@ -198,8 +214,8 @@ def main(cfg: DictConfig) -> None:
     print(HEADER, flush=True)
     try:
         for size in cfg.sizes_mb:
-            corpus = work / f"corpus_{size}MB.txt"
-            make_corpus(corpus, int(float(size) * 1e6))
+            corpus = work / f"corpus_{size}MB_{cfg.corpus}.txt"
+            make_corpus(corpus, int(float(size) * 1e6), cfg.corpus)
             for tok in tokenizers:
                 rows.append(measure(cfg, corpus, tok, work))
                 print(_row(rows[-1], cfg.rss_limit_gb), flush=True)
@@ -208,7 +224,11 @@ def main(cfg: DictConfig) -> None:
     finally:
         if not cfg.keep:
             shutil.rmtree(work, ignore_errors=True)
-    env = {"loadavg_before": loadavg_before, "loadavg_after": os.getloadavg()}
+    env = {
+        "corpus": cfg.corpus,
+        "loadavg_before": loadavg_before,
+        "loadavg_after": os.getloadavg(),
+    }
     rows_md = [_row(r, cfg.rss_limit_gb) for r in rows]
     publish({"rows": rows, "env": env}, "\n".join([HEADER, *rows_md, "", load_line(env)]), cfg.json)
 
