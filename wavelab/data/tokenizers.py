@@ -8,6 +8,7 @@ exact tokenizer it was trained with.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from wavelab.core.errors import ConfigError
+from wavelab.data.word_cache import batch_encoder
 
 TOKENIZER_KINDS = ("char", "bpe", "wordpiece", "hf")
 HF_PREFIX = "hf:"  # data.tokenizer=hf:<dir>: the tokenizer.json of a Hugging Face model dir
@@ -113,51 +115,6 @@ def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-class BPETokenizer:
-    """Byte-level BPE (GPT-2 style), trained with HF ``tokenizers`` on the training split's first
-    ``BPE_SAMPLE_CHARS`` characters."""
-
-    kind = "bpe"
-
-    def __init__(self, tokenizer: Tokenizer):
-        self._tok = tokenizer
-        self.vocab_size = tokenizer.get_vocab_size()
-
-    @classmethod
-    def train(cls, text: str, vocab_size: int) -> BPETokenizer:
-        """Trained on ``text[:BPE_SAMPLE_CHARS]``."""
-        return cls.train_from_lines([text[:BPE_SAMPLE_CHARS].splitlines(keepends=True)], vocab_size)
-
-    @classmethod
-    def train_from_lines(cls, batches: Iterable[list[str]], vocab_size: int) -> BPETokenizer:
-        """Trained on the lines (``str.splitlines(keepends=True)``) of a sample, given in
-        batches: the trainer counts words line by line, so the sample is never held whole."""
-        tok = Tokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-        tok.train_from_iterator(batches, trainer=trainer)
-        return cls(tok)
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text).ids
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Each text's ids, encoded in parallel on every core."""
-        fast = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)  # without offsets
-        return [e.ids for e in fast(texts)]
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(ids)
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "json": self._tok.to_str()}
-
-
 class JSONTokenizer:
     """A tokenizer as its ``tokenizer.json`` defines it (normalization, pre-tokenization, model),
     without the special tokens it adds around a text."""
@@ -184,15 +141,45 @@ class JSONTokenizer:
         return self._tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Each text's ids, encoded in parallel on every core (without offsets)."""
-        fast = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
-        return [e.ids for e in fast(texts, add_special_tokens=False)]
+        """Each text's ids (``wavelab.data.word_cache``)."""
+        return self._batch_encoder(texts)
+
+    @functools.cached_property
+    def _batch_encoder(self):
+        return batch_encoder(self._tok)
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "json": self._tok.to_str()}
+
+
+class BPETokenizer(JSONTokenizer):
+    """Byte-level BPE (GPT-2 style), trained with HF ``tokenizers`` on the training split's first
+    ``BPE_SAMPLE_CHARS`` characters."""
+
+    kind = "bpe"
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        """Trained on ``text[:BPE_SAMPLE_CHARS]``."""
+        return cls.train_from_lines([text[:BPE_SAMPLE_CHARS].splitlines(keepends=True)], vocab_size)
+
+    @classmethod
+    def train_from_lines(cls, batches: Iterable[list[str]], vocab_size: int) -> BPETokenizer:
+        """Trained on the lines (``str.splitlines(keepends=True)``) of a sample, given in
+        batches: the trainer counts words line by line, so the sample is never held whole."""
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(batches, trainer=trainer)
+        return cls(tok)
 
 
 def _tokenizer_json(path: Path, key: str, value: str, allowed: str) -> Tokenizer:
