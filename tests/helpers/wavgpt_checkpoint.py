@@ -15,12 +15,12 @@ from wavelab.wavgpt.module import WavGPTModule
 T = 32
 
 
-def tiny_module(encoder_dir: Path, **core) -> WavGPTModule:
+def tiny_module(encoder_dir: Path, head: str = "auto", **core) -> WavGPTModule:
     defaults = dict(block_size=T, refine_layers=1, refine_heads=2, refine_ff=64)
     return WavGPTModule(
         # head "auto" = the saved MLM head. "tied" would load a BertModel whose pooler (absent
         # from the tiny checkpoint) is freshly random, so every load has another fingerprint.
-        encoder={"name_or_path": str(encoder_dir), "head": "auto"},
+        encoder={"name_or_path": str(encoder_dir), "head": head},
         optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3},
         scheduler={"warmup_steps": 0, "decay_steps": 10, "min_lr": 1e-4},
         **{**defaults, **core},

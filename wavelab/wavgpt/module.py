@@ -22,7 +22,7 @@ from wavelab.core.records import RecordsItsClass
 from wavelab.core.registry import ModelSpec
 from wavelab.wavgpt.config import WavGPTConfig
 from wavelab.wavgpt.model.baselines import build_coder
-from wavelab.wavgpt.model.distill import TeacherTopK, teacher_topk
+from wavelab.wavgpt.model.distill import TeacherTopK, teacher_topk, tied_sparse_kd_and_ce
 from wavelab.wavgpt.model.encoder import FrozenEncoder
 from wavelab.wavgpt.model.losses import distillation_loss, masked_mean, token_accuracy
 from wavelab.wavgpt.model.validation_distortion import ValidationDistortion
@@ -59,8 +59,8 @@ def teacher_ce(teacher: Tensor | TeacherTopK, input_ids: Tensor) -> Tensor:
     return torch.nn.functional.cross_entropy(teacher.transpose(1, 2), input_ids, reduction="none")
 
 
-# Logits (B·T·V floats) that the live teacher computes at once: a block at T = 256.
-LIVE_TEACHER_LOGITS = 2**23
+# Positions whose logits the live teacher computes at once (rows of V floats).
+LIVE_TEACHER_ROWS = 128
 
 # Real training tokens whose hidden states fit a coder that learns from data (pca's basis).
 FIT_TOKENS = 100_000
@@ -169,6 +169,12 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             return batch["h"]
         return self.encoder.hidden(batch["input_ids"], batch["attention_mask"])
 
+    def tied_loss(self, teacher: Tensor | TeacherTopK) -> bool:
+        """Whether the loss can take the tied head's logits a few rows at a time (sparse KD,
+        and no term that needs them whole)."""
+        sparse = isinstance(teacher, TeacherTopK)
+        return sparse and self.encoder.head == "tied" and self.cfg.logits_mse_weight == 0
+
     def teacher(self, batch: dict, h: Tensor) -> Tensor | TeacherTopK:
         """What the loss needs of the frozen head on the untouched states: its top K (from the
         teacher cache, or computed) for sparse KD, its full logits for ``model.kd=full``."""
@@ -181,18 +187,18 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             )
         if self.cfg.kd == "full":
             return self.encoder.logits(h).detach()
-        # A few blocks at a time: the (B, T, V) logits and their exponentials never exist whole.
+        # LIVE_TEACHER_ROWS positions at a time: the (B, T, V) logits and their exponentials
+        # never exist whole.
         ids, k, tau = batch["input_ids"], self.cfg.kd_top_k, self.cfg.kd_temperature
-        per_chunk = max(1, LIVE_TEACHER_LOGITS // (h.shape[1] * self.encoder.vocab_size))
+        states, flat_ids, rows = h.flatten(0, 1), ids.flatten(), LIVE_TEACHER_ROWS
         with torch.no_grad():
-            return TeacherTopK.cat(
-                [
-                    teacher_topk(
-                        self.encoder.logits(h[i : i + per_chunk]), k, tau, ids[i : i + per_chunk]
-                    )
-                    for i in range(0, len(h), per_chunk)
-                ]
-            )
+            parts = [
+                teacher_topk(
+                    self.encoder.logits(states[i : i + rows]), k, tau, flat_ids[i : i + rows]
+                )
+                for i in range(0, len(states), rows)
+            ]
+        return TeacherTopK.cat(parts).unflatten(ids.shape)
 
     def on_fit_start(self) -> None:
         # A coder fitted on data (pca's basis) fits on training states; a resumed run has it.
@@ -248,7 +254,15 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         h = self.hidden_states(batch)
         out = self.core(h, mask)
         teacher = self.teacher(batch, h)
-        student = self.encoder.logits(out.refined)
+        student, per_token = None, None
+        if self.tied_loss(teacher):
+            kl, ce, predicted = tied_sparse_kd_and_ce(
+                out.refined, self.encoder.tied_weight, teacher, self.cfg.kd_temperature, ids
+            )
+            per_token = (kl, ce)
+        else:
+            student = self.encoder.logits(out.refined)
+            predicted = student.argmax(-1)
         loss, terms = distillation_loss(
             student,
             teacher,
@@ -258,8 +272,8 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
             refined=out.refined,
             target_h=h,
             unrefined=out.unrefined,
+            per_token=per_token,
         )
-        predicted = student.argmax(-1)
         del student  # the loss keeps what its backward needs; the (B, T, V) logits can go now
         n_real = mask.sum(1).float()  # (B,)
         with torch.no_grad():
@@ -271,7 +285,7 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
                 "acc_orig": token_accuracy(teacher_argmax(teacher), ids, mask),
             }
             if stage == "val":
-                unrefined = self.encoder.logits(out.unrefined).argmax(-1)
+                unrefined = self.encoder.argmax(out.unrefined.flatten(0, 1)).view_as(ids)
                 values["acc_unrefined"] = token_accuracy(unrefined, ids, mask)
                 values["ce_orig"] = masked_mean(teacher_ce(teacher, ids), mask)
             ideal = self.core.bits(out.code, self.fingerprint_bytes())  # (B,)

@@ -20,11 +20,12 @@ from helpers.wavgpt_batches import small_config, tiny_batch, tiny_encoder
 from wavelab.core.errors import ConfigError
 from wavelab.wavgpt.data import teacher_cache
 from wavelab.wavgpt.model.distill import (
-    _GRAD_ROWS,
+    _ROWS,
     TeacherTopK,
     full_kl,
     sparse_kd_and_ce,
     teacher_topk,
+    tied_sparse_kd_and_ce,
 )
 from wavelab.wavgpt.model.losses import distillation_loss
 
@@ -44,7 +45,7 @@ def sparse_kl(student: torch.Tensor, teacher: TeacherTopK, tau: float) -> torch.
 @pytest.mark.parametrize(("tau", "k"), [(2.0, 5), (2.0, 30), (1.0, 5), (3.0, 12)])
 def test_the_fused_sparse_kd_and_ce_match_autograd_in_value_and_gradient(tau, k):
     torch.manual_seed(0)
-    t = _GRAD_ROWS + 3  # the backward's gradient then takes three row chunks, one partial
+    t = _ROWS + 3  # the backward's gradient then takes three row chunks, one partial
     teacher, ids = 3 * torch.randn(2, t, 30), torch.randint(0, 30, (2, t))
     top = teacher_topk(teacher, k, tau, ids)
     student = torch.randn(2, t, 30, dtype=torch.float64).float().requires_grad_()
@@ -59,6 +60,27 @@ def test_the_fused_sparse_kd_and_ce_match_autograd_in_value_and_gradient(tau, k)
     torch.testing.assert_close(kl.double(), kl_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ce.double(), ce_ref, atol=1e-5, rtol=1e-6)
     torch.testing.assert_close(grad, grad_ref.float(), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tau", [2.0, 3.0])
+def test_the_tied_head_s_loss_in_row_chunks_equals_the_loss_of_its_whole_logits(tau):
+    torch.manual_seed(0)
+    b, t, d, v, k = 2, _ROWS + 5, 8, 50, 6  # three row chunks, one partial
+    weight, ids = torch.randn(v, d), torch.randint(0, v, (b, t))
+    top = teacher_topk(torch.randn(b, t, d) @ weight.T, k, tau, ids)
+    h = torch.randn(b, t, d, requires_grad=True)
+    g_kl, g_ce = torch.randn(b, t), torch.randn(b, t)
+    logits = h @ weight.T
+    kl_ref, ce_ref = sparse_kd_and_ce(logits, top, tau, ids)
+    (grad_ref,) = torch.autograd.grad((kl_ref * g_kl + ce_ref * g_ce).sum(), h)
+    kl, ce, predicted = tied_sparse_kd_and_ce(h, weight, top, tau, ids)
+    (grad,) = torch.autograd.grad((kl * g_kl + ce * g_ce).sum(), h)
+    assert torch.equal(predicted, logits.argmax(-1))
+    torch.testing.assert_close(kl, kl_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ce, ce_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad, grad_ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="must be frozen"):
+        tied_sparse_kd_and_ce(h, weight.requires_grad_(), top, tau, ids)
 
 
 def reference_topk(logits: torch.Tensor, k: int, tau: float):

@@ -217,7 +217,12 @@ class FrozenEncoder(nn.Module):
         """(B, T, d) -> (B, T, V); differentiable in h, so the student can train through it."""
         if self.head == "mlm":
             return _mlm_head(self.model)(h)
-        return h @ self.model.get_input_embeddings().weight.T
+        return h @ self.tied_weight.T
+
+    @property
+    def tied_weight(self) -> Tensor:
+        """(V, d) the input embeddings, whose transpose the tied head multiplies by."""
+        return self.model.get_input_embeddings().weight
 
     @torch.no_grad()
     def argmax(self, h: Tensor) -> Tensor:
@@ -229,7 +234,7 @@ class FrozenEncoder(nn.Module):
         if self.head != "tied" or h.device.type != "cpu" or h.dtype != torch.float32:
             return self.logits(h).argmax(-1)
         if self._screen is None:
-            self._screen = ScreenedArgmax(self.model.get_input_embeddings().weight)
+            self._screen = ScreenedArgmax(self.tied_weight)
         return self._screen(h)
 
     def get_extra_state(self) -> dict[str, str]:

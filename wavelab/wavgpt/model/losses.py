@@ -25,6 +25,7 @@ def distillation_loss(
     refined: Tensor | None = None,
     target_h: Tensor | None = None,
     unrefined: Tensor | None = None,
+    per_token: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Weighted sum of the WavGPT losses; every term is a mean over real tokens.
 
@@ -46,11 +47,15 @@ def distillation_loss(
     logits_mse: mean over V of (student_logits - teacher_logits)^2 (full logits only).
 
     Terms with weight 0 are skipped, except kl and ce, which are always returned for logging.
+    ``per_token``: the (B, T) kl and ce computed already (``tied_sparse_kd_and_ce``, which
+    never holds the logits); ``student_logits`` is then None, and logits_mse unavailable.
     Returns (total, {name: term}) with unweighted terms.
     """
     tau = cfg.kd_temperature
     sparse = isinstance(teacher, TeacherTopK)
-    if sparse:  # both terms in one fused pass over the vocabulary
+    if per_token is not None:
+        kl, ce = per_token
+    elif sparse:  # both terms in one fused pass over the vocabulary
         kl, ce = sparse_kd_and_ce(student_logits, teacher, tau, input_ids)  # (B, T) each
     else:
         kl = full_kl(student_logits, teacher, tau)
