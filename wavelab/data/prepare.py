@@ -10,8 +10,8 @@ ids are those of tokenizing each split's text whole:
   non-space character on each side: the text is cut only at such points (``bpe_pieces``: after
   a newline where there is one, before a space in a line longer than a piece), and the pieces
   are encoded in parallel batches. The merges are learned from the lines of the training
-  split's first ``BPE_SAMPLE_CHARS`` characters, as ``str.splitlines(keepends=True)`` cuts them
-  (``lines``).
+  split's first ``BPE_SAMPLE_CHARS`` characters, as ``str.splitlines(keepends=True)`` cuts them,
+  a line longer than a piece cut as ``bpe_pieces`` cuts it (``lines``).
 """
 
 from __future__ import annotations
@@ -92,12 +92,17 @@ def bpe_pieces(pieces: Iterable[str], size: int = PIECE_CHARS) -> Iterator[str]:
         yield carry
 
 
-def lines(pieces: Iterable[str]) -> Iterator[list[str]]:
-    """The text's ``splitlines(keepends=True)``, in batches, from pieces cut anywhere."""
+def lines(pieces: Iterable[str], size: int = PIECE_CHARS) -> Iterator[list[str]]:
+    """The text's ``splitlines(keepends=True)``, in batches, from pieces cut anywhere; a line
+    longer than ``size`` characters is cut at ``_safe_cut`` points, which split no word of
+    GPT-2's pattern, so that no line is ever held whole."""
     carry = ""
     for piece in pieces:
         batch = (carry + piece).splitlines(keepends=True)
         carry = batch.pop() if batch else ""  # the last line may go on in the next piece
+        if len(carry) > size and (cut := _safe_cut(carry)):
+            batch.append(carry[:cut])
+            carry = carry[cut:]
         if batch:
             yield batch
     if carry:
@@ -132,7 +137,7 @@ def build_lm(
         out.reserve(text.scanned.n_chars * token_dtype(tok.vocab_size).itemsize, text.describe)
     elif kind == "bpe":
         sample = text.head(min(cut, BPE_SAMPLE_CHARS))
-        tok = BPETokenizer.train_from_lines(lines(sample), bpe_vocab_size)
+        tok = BPETokenizer.train_from_lines(lines(sample, text.piece_chars), bpe_vocab_size)
     elif given is None:
         raise ValueError(f"a {kind} build needs its tokenizer (data.wordpiece_from, hf:<dir>)")
     else:
