@@ -74,7 +74,7 @@ def tiny_shakespeare(cache_dir: Path) -> str:
 
 def read_text_file(path: Path, key: str = "data.path") -> str:
     """A small UTF-8 text file read whole (a cached download); see ``file_stream`` for corpora."""
-    return "".join(file_stream(path, key)._source())
+    return file_stream(path, key).text()
 
 
 def corpus_stream(source, cache_dir: Path) -> TextStream:

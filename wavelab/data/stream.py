@@ -62,7 +62,9 @@ def regular_file(path: str | os.PathLike, key: str) -> Path:
 
 
 class TextStream:
-    """Text from ``source()``, an iterable of str pieces made afresh on each call."""
+    """Text from ``source()``, an iterable made afresh on each call of str pieces, or of
+    ``(piece, data)`` pairs whose ``data`` bytes, over the whole stream, are its UTF-8 (a
+    file's own bytes: hashed as read, not encoded again)."""
 
     def __init__(
         self, source: Callable[[], Iterable[str]], describe: str, piece_chars: int = PIECE_CHARS
@@ -72,17 +74,24 @@ class TextStream:
         self.describe = describe  # the config key and value that chose the text
         self.scanned: Scan | None = None
 
-    def _raw(self) -> Iterator[str]:
-        for piece in self._source():
+    def _raw(self, digest=None) -> Iterator[str]:
+        """The text in pieces of at most ``piece_chars``, its UTF-8 fed to ``digest``."""
+        for item in self._source():
+            piece, data = item if isinstance(item, tuple) else (item, None)
+            if digest is not None:
+                digest.update(piece.encode("utf-8", "surrogatepass") if data is None else data)
             for start in range(0, len(piece), self.piece_chars):
                 yield piece[start : start + self.piece_chars]
 
+    def text(self) -> str:
+        """The whole text at once (for small texts)."""
+        return "".join(self._raw())
+
     def scan(self) -> Scan:
         digest, n, blank = hashlib.sha256(), 0, True
-        for piece in self._raw():
-            digest.update(piece.encode("utf-8", "surrogatepass"))
+        for piece in self._raw(digest):
             n += len(piece)
-            blank = blank and not piece.strip()
+            blank = blank and (not piece or piece.isspace())
         self.scanned = Scan(digest.hexdigest(), n, blank)
         return self.scanned
 
@@ -90,9 +99,7 @@ class TextStream:
         """The whole text again; ConfigError at its end if it is not the scanned text."""
         assert self.scanned is not None, "scan() first"
         digest = hashlib.sha256()
-        for piece in self._raw():
-            digest.update(piece.encode("utf-8", "surrogatepass"))
-            yield piece
+        yield from self._raw(digest)
         if digest.hexdigest() != self.scanned.sha256:
             raise ConfigError(
                 f"{self.describe} changed while it was being read (its content hash differs "
@@ -129,7 +136,7 @@ def string_stream(text: str, describe: str, piece_chars: int = PIECE_CHARS) -> T
     return TextStream(lambda: (text,), describe, piece_chars)
 
 
-def _file_pieces(path: Path, key: str) -> Iterator[str]:
+def _file_pieces(path: Path, key: str) -> Iterator[tuple[str, bytes]]:
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset = 0
     with open(path, "rb") as f:
@@ -153,8 +160,8 @@ def _file_pieces(path: Path, key: str) -> Iterator[str]:
                     "not text"
                 )
             offset += len(data)
-            if text:
-                yield text
+            if text or data:
+                yield text, data  # data: these bytes, less or more a character cut by a read
             if final:
                 return
 
