@@ -51,3 +51,18 @@ def test_worker_processes_read_the_same_windows(split):
             expected = in_memory[i * 16 + j]
             for got, want in zip((x_prev[j], x[j], y[j]), expected, strict=True):
                 assert torch.equal(got, want)
+
+
+def test_a_file_of_rows_reads_rows(tmp_path):
+    blocks = np.random.default_rng(1).random((7, 4, 3)).astype(np.float16)
+    blocks.tofile(tmp_path / "h.bin")
+    file = TokenFile(tmp_path / "h.bin", "float16", (4, 3))
+    assert len(file) == 7 and file.shape == (7, 4, 3)
+    np.testing.assert_array_equal(file[2], blocks[2])
+    np.testing.assert_array_equal(file[-1], blocks[-1])
+    np.testing.assert_array_equal(file[1:5], blocks[1:5])
+    np.testing.assert_array_equal(np.asarray(file), blocks)
+    with pytest.raises(IndexError):
+        file[7]
+    copy = pickle.loads(pickle.dumps(file))
+    np.testing.assert_array_equal(copy[3], blocks[3])

@@ -75,14 +75,10 @@ def read_meta(entry: Path) -> dict | None:
     return None
 
 
-def open_array(entry: Path, meta: dict, name: str) -> np.memmap:
-    return np.memmap(entry / f"{name}.bin", dtype=meta["dtype"], mode="r")
-
-
-def open_tokens(entry: Path, meta: dict, name: str) -> TokenFile:
-    """A token split read window by window (``TokenFile``): training's RSS stays that of its
-    batches, not the split's."""
-    return TokenFile(entry / f"{name}.bin", meta["dtype"])
+def open_tokens(entry: Path, meta: dict, name: str, row: tuple[int, ...] = ()) -> TokenFile:
+    """A token split read window by window, or in rows of ``row`` (``TokenFile``): training's
+    RSS stays that of its batches, not the split's."""
+    return TokenFile(entry / f"{name}.bin", meta["dtype"], row)
 
 
 Build = Callable[[TextStream, int, "EntryWriter"], dict]

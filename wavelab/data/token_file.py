@@ -10,6 +10,7 @@ run's.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -17,17 +18,24 @@ import numpy as np
 
 
 class TokenFile:
-    """The tokens of one split file: ``len()``, and ``[a:b]`` slices as fresh numpy arrays."""
+    """One cached array file, flat or in rows of shape ``row`` (WavGPT's blocks, a teacher
+    cache's per-block arrays): ``len()`` counts rows, ``[i]`` is one and ``[a:b]`` several,
+    as fresh arrays."""
 
-    def __init__(self, path: Path, dtype: str | np.dtype):
+    def __init__(self, path: Path, dtype: str | np.dtype, row: tuple[int, ...] = ()):
         self.path = Path(path)
         self.dtype = np.dtype(dtype)
-        self.size = os.path.getsize(self.path) // self.dtype.itemsize
+        self.row = tuple(row)
+        self.size = os.path.getsize(self.path) // (self.dtype.itemsize * math.prod(self.row))
         self._fd: int | None = None
         self._pid: int | None = None
 
     def __len__(self) -> int:
         return self.size
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.size, *self.row)
 
     def _file(self) -> int:
         """This process's descriptor, opened on first read: a DataLoader worker receives the
@@ -36,14 +44,18 @@ class TokenFile:
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
         return self._fd
 
-    def __getitem__(self, index: slice) -> np.ndarray:
+    def __getitem__(self, index: int | slice) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            i = int(index) + self.size if index < 0 else int(index)
+            if not 0 <= i < self.size:
+                raise IndexError(f"index {index} of {self.size}")
+            return self[i : i + 1][0]
         if not isinstance(index, slice) or index.step not in (None, 1):
-            raise TypeError(f"TokenFile reads contiguous slices, not {index!r}")
+            raise TypeError(f"TokenFile reads rows and contiguous slices, not {index!r}")
         start, stop, _ = index.indices(self.size)
-        count = max(0, stop - start)
-        item = self.dtype.itemsize
-        data = os.pread(self._file(), count * item, start * item)
-        return np.frombuffer(data, dtype=self.dtype).copy()
+        count, item = max(0, stop - start), self.dtype.itemsize * math.prod(self.row)
+        data = np.frombuffer(os.pread(self._file(), count * item, start * item), self.dtype)
+        return data.reshape(count, *self.row).copy()
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """The whole split (for small splits and tests; training reads windows)."""
@@ -51,7 +63,7 @@ class TokenFile:
         return tokens if dtype is None else tokens.astype(dtype)
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "dtype": self.dtype, "size": self.size}
+        return {"path": self.path, "dtype": self.dtype, "row": self.row, "size": self.size}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _fd=None, _pid=None)

@@ -270,7 +270,7 @@ BUILD = textwrap.dedent(
     entry, meta = teacher_cache.load_or_build(
         {root!r}, Path({root!r}) / "tokens" / "corpus-tok", blocks(200), encoder, 8, 2.0
     )
-    print("ENTRY", entry, teacher_cache.open_split(entry, meta, "val")["ce"].sum())
+    print("ENTRY", entry, np.asarray(teacher_cache.open_split(entry, meta, "val")["ce"]).sum())
     """
 )
 

@@ -25,6 +25,7 @@ from wavelab.data.lm import fixed_starts
 from wavelab.data.loading import ShardedDataModule
 from wavelab.data.prepare import split_pieces
 from wavelab.data.source import CorpusSource
+from wavelab.data.token_file import TokenFile
 from wavelab.data.tokenizers import WordPieceTokenizer
 from wavelab.wavgpt.data.packing import frame_blocks, pack_paragraphs, pack_stream
 from wavelab.wavgpt.model.encoder import load_config, load_tokenizer
@@ -57,10 +58,10 @@ class BlockDataset(Dataset):
 
     def __init__(
         self,
-        ids: np.ndarray,
-        lengths: np.ndarray,
+        ids: np.ndarray | TokenFile,
+        lengths: np.ndarray | TokenFile,
         rows: np.ndarray | range | None = None,
-        teacher: dict[str, np.ndarray] | None = None,
+        teacher: dict[str, TokenFile] | None = None,
     ):
         self.ids, self.lengths, self.teacher = ids, lengths, teacher or {}
         self.rows = range(len(ids)) if rows is None else rows  # a range: no array per block
@@ -75,9 +76,7 @@ class BlockDataset(Dataset):
         item = {"input_ids": ids, "attention_mask": mask}
         for name, array in self.teacher.items():
             key, dtype = TEACHER_FIELDS[name]
-            item[key] = torch.from_numpy(np.array(array[r])).to(
-                dtype
-            )  # a copy: memmaps are read-only
+            item[key] = torch.from_numpy(array[r]).to(dtype)
         return item
 
 
@@ -127,7 +126,7 @@ class WordPieceDataModule(ShardedDataModule):
                 f"data.teacher_cache_max_gb={teacher_cache_max_gb} is invalid: must be > 0"
             )
         self.tokenizer = None
-        self.blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.blocks: dict[str, tuple[TokenFile, TokenFile]] = {}  # (ids (N, T), lengths (N,))
         self.teacher_arrays: dict[str, dict[str, np.ndarray]] = {}
         self.teacher_meta: dict | None = None  # of the teacher cache entry, once set up
 
@@ -220,8 +219,8 @@ class WordPieceDataModule(ShardedDataModule):
         T = self.hparams.block_size
         blocks = {}
         for split in ("train", "val"):
-            ids = cache.open_array(entry, meta, f"{split}_ids").reshape(-1, T)
-            blocks[split] = (ids, cache.open_array(entry, meta, f"{split}_len"))
+            ids = cache.open_tokens(entry, meta, f"{split}_ids", row=(T,))
+            blocks[split] = (ids, cache.open_tokens(entry, meta, f"{split}_len"))
         if self.hparams.teacher_cache:
             from wavelab.wavgpt.data.teacher_cache import open_split
 
@@ -233,7 +232,10 @@ class WordPieceDataModule(ShardedDataModule):
                 }
         self.blocks = blocks
         n_train, n_val = len(self.blocks["train"][0]), len(self.blocks["val"][0])
-        fill = self.blocks["train"][1].mean() / T
+        lengths = self.blocks["train"][1]
+        step = 1 << 20  # lengths read a piece at a time
+        fill = sum(int(lengths[i : i + step].sum()) for i in range(0, len(lengths), step))
+        fill /= max(1, len(lengths)) * T
         log.info(
             "corpus: %d train / %d val blocks of %d tokens (%.0f%% real)",
             n_train,

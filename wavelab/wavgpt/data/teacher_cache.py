@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from wavelab.core import atomic
 from wavelab.core.errors import ConfigError
+from wavelab.data.token_file import TokenFile
 from wavelab.wavgpt.data import teacher_guard as guard
 from wavelab.wavgpt.model.distill import teacher_topk
 
@@ -172,12 +173,11 @@ def read_meta(entry: Path, key: TeacherKey, layout: tuple[dict, dict] | None = N
     return meta
 
 
-def open_split(entry: Path, meta: dict, split: str) -> dict[str, np.memmap]:
-    """The split's arrays, memory-mapped read-only."""
+def open_split(entry: Path, meta: dict, split: str) -> dict[str, TokenFile]:
+    """The split's arrays, read a block at a time (``TokenFile``: not mapped, so a run holds
+    only the blocks of its batches)."""
     return {
-        name: np.memmap(
-            entry / f"{split}_{name}.bin", dtype=spec["dtype"], mode="r", shape=tuple(spec["shape"])
-        )
+        name: TokenFile(entry / f"{split}_{name}.bin", spec["dtype"], tuple(spec["shape"][1:]))
         for name, spec in meta["arrays"][split].items()
     }
 
