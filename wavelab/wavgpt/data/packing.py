@@ -62,10 +62,11 @@ class BlockPacker:
             self.current = []
         else:
             para = self.current + para
-        while len(para) > self.room:
-            self._push(para[: self.room])
-            para = para[self.room :]
-        self.current = para
+        start = 0  # sliced from the front, not cut off it: a cut copies the rest each time
+        while len(para) - start > self.room:
+            self._push(para[start : start + self.room])
+            start += self.room
+        self.current = para[start:]
 
     def finish(self) -> None:
         if self.current:
