@@ -83,6 +83,32 @@ def test_the_tied_head_s_loss_in_row_chunks_equals_the_loss_of_its_whole_logits(
         tied_sparse_kd_and_ce(h, weight.requires_grad_(), top, tau, ids)
 
 
+def test_the_tied_head_s_backward_outside_autocast_redoes_the_forward_s_bf16_logits():
+    """Lightning runs the forward under autocast and the backward outside it: the backward's
+    logits must be the forward's bf16 ones, and the sums float32 (einsum under autocast is
+    bf16), or the loss and gradient drift from the whole-logits path's."""
+    torch.manual_seed(0)
+    b, t, d, v, k, tau = 2, _ROWS + 5, 8, 50, 6, 2.0
+    weight, ids = torch.randn(v, d), torch.randint(0, v, (b, t))
+    top = teacher_topk(torch.randn(b, t, d) @ weight.T, k, tau, ids)
+    h = torch.randn(b, t, d, requires_grad=True)
+    g_kl, g_ce = torch.randn(b, t), torch.randn(b, t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = h @ weight.T
+        kl_ref, ce_ref = sparse_kd_and_ce(logits, top, tau, ids)
+        kl, ce, predicted = tied_sparse_kd_and_ce(h, weight, top, tau, ids)
+    assert logits.dtype == torch.bfloat16 and torch.equal(predicted, logits.argmax(-1))
+    (grad_ref,) = torch.autograd.grad((kl_ref * g_kl + ce_ref * g_ce).sum(), h)
+    (grad,) = torch.autograd.grad((kl * g_kl + ce * g_ce).sum(), h)
+    kl_fp32, ce_fp32 = sparse_kd_and_ce(logits.float(), top, tau, ids)
+    torch.testing.assert_close(kl_ref, kl_fp32, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ce_ref, ce_fp32, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(kl, kl_ref, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(ce, ce_ref, atol=1e-6, rtol=1e-6)
+    # The reference's gradient passes through a bf16 matmul; this one through a float32 one.
+    torch.testing.assert_close(grad, grad_ref, atol=0.05, rtol=0.01)
+
+
 def reference_topk(logits: torch.Tensor, k: int, tau: float):
     """float64 log-softmax at tau, the top K's log-probabilities and the rest's log-mass."""
     log_p = torch.log_softmax(logits.double() / tau, dim=-1)

@@ -30,7 +30,7 @@ from torch import Tensor
 # rest mass is itself negligible).
 _MIN_REST = 1e-6
 
-# Positions whose gradient over the vocabulary the backward computes at once (a temporary of
+# Positions whose logits or gradient over the vocabulary are computed at once (a temporary of
 # this many rows of V floats).
 _ROWS = 128
 
@@ -89,14 +89,26 @@ def full_kl(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> Tenso
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
+def _scaled_exp(z: Tensor, peak: Tensor, tau: float, out: Tensor | None = None) -> Tensor:
+    """e = exp((z - peak) / tau), in (0, 1] for peak = max z; into ``out`` if given."""
+    return torch.add(-peak / tau, z, alpha=1 / tau, out=out).exp_()
+
+
+def _row_sums(e: Tensor, idx: Tensor, tau: float) -> tuple[Tensor, Tensor, Tensor]:
+    """From e (..., V): S_tau = sum e, e at the teacher's top K (..., K), and S_1 = sum e^tau =
+    sum exp(z - peak), the latter without a (..., V) temporary at tau = 2."""
+    with torch.autocast(e.device.type, enabled=False):  # which would take einsum to bf16
+        s_1 = torch.einsum("...v,...v->...", e, e) if tau == 2 else e.pow(tau).sum(-1)
+    return e.sum(-1), e.gather(-1, idx), s_1  # float32 sums: exact enough, faster than float64
+
+
 def _kl_and_ce(
-    e: Tensor, peak: Tensor, z_top: Tensor, z_target: Tensor, idx, logp, rest_logp, tau: float
+    sums: tuple[Tensor, Tensor, Tensor], peak, z_top, z_target, logp, rest_logp, tau: float
 ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-    """(B, T) sparse KL and CE from e = exp((z - peak) / tau) (B, T, V), the peak (B, T, 1), the
-    logits of the teacher's top K (B, T, K) and of the target (B, T), and the teacher's top K
-    (``TeacherTopK``'s fields); and what the backward needs besides e."""
-    s_tau = e.sum(-1)  # (B, T); float32 sums are exact enough, and faster than float64
-    e_top = e.gather(-1, idx)  # (B, T, K)
+    """(B, T) sparse KL and CE from ``_row_sums``, the peak (B, T, 1), the logits of the
+    teacher's top K (B, T, K) and of the target (B, T), and the teacher's ``logp`` and
+    ``rest_logp``; and what the gradient needs besides e."""
+    s_tau, e_top, s_1 = sums
     q_rest = (1.0 - e_top.sum(-1) / s_tau).clamp(min=_MIN_REST)
     # From the logits, not log(e_top): e underflows to 0 for a token more than ~100·tau
     # below the student's peak, and log 0 made the KL inf (a sharp student, seen in training).
@@ -104,33 +116,40 @@ def _kl_and_ce(
     p_top, p_rest = logp.exp(), rest_logp.exp()
     kl = (p_top * (logp - log_q_top)).sum(-1)
     kl = kl + torch.where(p_rest > 0, p_rest * (rest_logp - q_rest.log()), 0.0)
-    # s_1 = sum exp(z - peak) = sum e^tau, without a (B, T, V) temporary at tau = 2
-    s_1 = torch.einsum("...v,...v->...", e, e) if tau == 2 else e.pow(tau).sum(-1)
     ce = peak[..., 0] + s_1.log() - z_target
-    return kl, ce, (s_tau, s_1, q_rest, p_top, p_rest)
+    return kl, ce, (s_tau, s_1, e_top, q_rest, p_top, p_rest)
 
 
-def _logits_grad(
-    e: Tensor, g_kl: Tensor, g_ce: Tensor, saved: tuple[Tensor, ...], tau: float
-) -> Tensor:
-    """The (B, T, V) gradient of sum(g_kl·KL + g_ce·CE) in the logits, written into e."""
-    s_tau, s_1, q_rest, p_top, p_rest, idx, ids = saved
+def _grad_terms(
+    g_kl: Tensor, g_ce: Tensor, saved: tuple[Tensor, ...], tau: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per position, what turns e into the gradient of sum(g_kl·KL + g_ce·CE) in the logits
+    (``_grad_rows_``): a and b (N, 1) and the top K's correction (N, K), N positions."""
+    s_tau, s_1, e_top, q_rest, p_top, p_rest = saved
     c = 1.0 - p_rest / q_rest  # (B, T): outside the top K
-    a = (g_kl * c / (tau * s_tau))[..., None]  # q_tau * c / tau
-    b = (g_ce / s_1)[..., None]  # q_1
+    a = g_kl * c / (tau * s_tau)  # q_tau * c / tau
+    b = g_ce / s_1  # q_1
     # Inside the top K: (q_j - p_j) / tau instead of q_j * c / tau.
-    q_top = e.gather(-1, idx) / s_tau[..., None]
+    q_top = e_top / s_tau[..., None]
     top = g_kl[..., None] * ((q_top * (1.0 - c[..., None]) - p_top) / tau)
-    # The dense part e * (a + b * e^(tau-1)) overwrites e, which nothing reads after this,
-    # _ROWS positions at a time: the backward then holds one (B, T, V) tensor, not two.
-    rows, a, b = e.view(-1, e.shape[-1]), a.reshape(-1, 1), b.reshape(-1, 1)
-    for i in range(0, len(rows), _ROWS):
-        part, a_i, b_i = rows[i : i + _ROWS], a[i : i + _ROWS], b[i : i + _ROWS]
-        factor = torch.addcmul(a_i, b_i, part) if tau == 2 else a_i + part.pow(tau - 1) * b_i
-        part.mul_(factor)
+    return a.reshape(-1, 1), b.reshape(-1, 1), top.flatten(0, -2)
+
+
+def _grad_rows_(e: Tensor, a, b, top, idx, ids, g_ce, tau: float) -> Tensor:
+    """The gradient in the logits of rows e (rows, V), written into e: the dense part
+    e * (a + b * e^(tau-1)), then the top K's (rows, K) and the target's (rows,) corrections."""
+    e.mul_(torch.addcmul(a, b, e) if tau == 2 else a + e.pow(tau - 1) * b)
     e.scatter_add_(-1, idx, top)
-    e.scatter_add_(-1, ids[..., None], -g_ce[..., None].float())
-    return e
+    return e.scatter_add_(-1, ids[:, None], -g_ce[:, None].to(e.dtype))
+
+
+def _head_dtype(x: Tensor, weight: Tensor) -> torch.dtype:
+    """The dtype of x @ weight.T here: autocast's where it is on (the backward recomputes these
+    logits outside autocast, so it casts to this explicitly)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return torch.promote_types(x.dtype, weight.dtype)
 
 
 class _SparseKDAndCE(torch.autograd.Function):
@@ -156,56 +175,71 @@ class _SparseKDAndCE(torch.autograd.Function):
         ctx.logits_dtype = z.dtype
         z = z.detach().float()  # softmaxes in float32, also under bf16/fp16 autocast
         peak = z.amax(dim=-1, keepdim=True)  # (B, T, 1)
-        e = torch.add(-peak / tau, z, alpha=1 / tau).exp_()  # (B, T, V) in (0, 1]
+        e = _scaled_exp(z, peak, tau)  # (B, T, V)
         z_top, z_target = z.gather(-1, idx), z.gather(-1, ids[..., None])[..., 0]
-        kl, ce, saved = _kl_and_ce(e, peak, z_top, z_target, idx, logp, rest_logp, tau)
+        sums = _row_sums(e, idx, tau)
+        kl, ce, saved = _kl_and_ce(sums, peak, z_top, z_target, logp, rest_logp, tau)
         ctx.save_for_backward(e, *saved, idx, ids)
         ctx.tau = tau
         return kl, ce
 
     @staticmethod
     def backward(ctx, g_kl: Tensor, g_ce: Tensor):
-        e, *saved = ctx.saved_tensors
-        grad = _logits_grad(e, g_kl, g_ce, tuple(saved), ctx.tau)
-        return grad.to(ctx.logits_dtype), None, None, None, None, None
+        e, *saved, idx, ids = ctx.saved_tensors
+        a, b, top = _grad_terms(g_kl, g_ce, tuple(saved), ctx.tau)
+        # e becomes the gradient in place, nothing reading it after: one (B, T, V) tensor.
+        rows = e.view(-1, e.shape[-1])
+        idx, ids, g_ce = idx.flatten(0, -2), ids.flatten(), g_ce.flatten()
+        for i in range(0, len(rows), _ROWS):
+            r = slice(i, i + _ROWS)
+            _grad_rows_(rows[r], a[r], b[r], top[r], idx[r], ids[r], g_ce[r], ctx.tau)
+        return e.to(ctx.logits_dtype), None, None, None, None, None
 
 
 class _TiedSparseKDAndCE(torch.autograd.Function):
-    """``_SparseKDAndCE`` of the logits h @ weight.T, which it makes _ROWS positions at a time
-    and never holds whole: only e, which the backward needs, is (B, T, V). Also returns the
-    student's argmax (B, T)."""
+    """``_SparseKDAndCE`` of the logits h @ weight.T, made _ROWS positions at a time in the
+    forward and made again in the backward, so that no (B, T, V) tensor is ever held: one more
+    head matmul per step for 4·B·T·V bytes less. Also returns the student's argmax (B, T)."""
 
     @staticmethod
     def forward(ctx, h: Tensor, weight: Tensor, idx, logp, rest_logp, ids, tau: float):
-        ctx.h_dtype = h.dtype
-        (b, t, d), (v, k) = h.shape, (weight.shape[0], idx.shape[-1])
-        x, w, n = h.detach().reshape(-1, d), weight.detach(), b * t
-        e = h.new_empty(n, v, dtype=torch.float32)
-        peak, z_top = e.new_empty(n, 1), e.new_empty(n, k)
-        z_target, predicted = e.new_empty(n), idx.new_empty(n)
+        ctx.h_dtype, ctx.head_dtype = h.dtype, _head_dtype(h, weight)
+        (b, t, d), k, n = h.shape, idx.shape[-1], h.shape[0] * h.shape[1]
+        x, w = h.detach().reshape(n, d), weight.detach()
+        x_head, w_head = x.to(ctx.head_dtype), w.to(ctx.head_dtype)
+        peak = x.new_empty(n, 1, dtype=torch.float32)
+        z_top, z_target = peak.new_empty(n, k), peak.new_empty(n)
+        s_tau, e_top, s_1 = peak.new_empty(n), peak.new_empty(n, k), peak.new_empty(n)
+        predicted = idx.new_empty(n)
         flat_idx, flat_ids = idx.reshape(n, k), ids.reshape(n, 1)
         for i in range(0, n, _ROWS):
-            rows = slice(i, i + _ROWS)
-            z = (x[rows] @ w.T).float()  # (rows, V): softmaxes in float32, as above
-            top = z.amax(-1, keepdim=True)
-            peak[rows], predicted[rows] = top, z.argmax(-1)
-            z_top[rows] = z.gather(-1, flat_idx[rows])
-            z_target[rows] = z.gather(-1, flat_ids[rows])[:, 0]
-            torch.exp(z.mul_(1 / tau).add_(-top / tau), out=e[rows])  # as _SparseKDAndCE's e
-        e, peak = e.view(b, t, v), peak.view(b, t, 1)
-        z_top, z_target = z_top.view(b, t, k), z_target.view(b, t)
-        kl, ce, saved = _kl_and_ce(e, peak, z_top, z_target, idx, logp, rest_logp, tau)
-        ctx.save_for_backward(e, *saved, idx, ids, weight)
+            r = slice(i, i + _ROWS)
+            z = (x_head[r] @ w_head.T).float()  # (rows, V): softmaxes in float32, as above
+            peak[r], predicted[r] = z.amax(-1, keepdim=True), z.argmax(-1)
+            z_top[r], z_target[r] = z.gather(-1, flat_idx[r]), z.gather(-1, flat_ids[r])[:, 0]
+            e = _scaled_exp(z, peak[r], tau, out=z)
+            s_tau[r], e_top[r], s_1[r] = _row_sums(e, flat_idx[r], tau)
+        sums = (s_tau.view(b, t), e_top.view(b, t, k), s_1.view(b, t))
+        peak_bt, z_top, z_target = peak.view(b, t, 1), z_top.view(b, t, k), z_target.view(b, t)
+        kl, ce, saved = _kl_and_ce(sums, peak_bt, z_top, z_target, logp, rest_logp, tau)
+        ctx.save_for_backward(x, w, peak, *saved, flat_idx, flat_ids[:, 0])
         ctx.tau = tau
         ctx.mark_non_differentiable(predicted)
         return kl, ce, predicted.view(b, t)
 
     @staticmethod
     def backward(ctx, g_kl: Tensor, g_ce: Tensor, _g_predicted):
-        e, *saved, weight = ctx.saved_tensors
-        grad = _logits_grad(e, g_kl, g_ce, tuple(saved), ctx.tau)  # (B, T, V)
-        g_h = grad.view(-1, grad.shape[-1]) @ weight.detach().to(grad.dtype)
-        return g_h.view(*grad.shape[:-1], -1).to(ctx.h_dtype), None, None, None, None, None, None
+        x, w, peak, *saved, idx, ids = ctx.saved_tensors
+        a, b, top = _grad_terms(g_kl, g_ce, tuple(saved), ctx.tau)
+        x_head, w_head, w_grad = x.to(ctx.head_dtype), w.to(ctx.head_dtype), w.float()
+        g_ce, g_x = g_ce.flatten(), x.new_empty(x.shape, dtype=torch.float32)
+        for i in range(0, len(x), _ROWS):
+            r = slice(i, i + _ROWS)
+            z = (x_head[r] @ w_head.T).float()
+            e = _scaled_exp(z, peak[r], ctx.tau, out=z)  # the forward's e, bit for bit
+            grad = _grad_rows_(e, a[r], b[r], top[r], idx[r], ids[r], g_ce[r], ctx.tau)
+            g_x[r] = grad @ w_grad
+        return g_x.view(g_kl.shape + x.shape[-1:]).to(ctx.h_dtype), *(None,) * 6
 
 
 def sparse_kd_and_ce(
