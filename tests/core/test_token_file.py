@@ -57,7 +57,7 @@ def test_a_file_of_rows_reads_rows(tmp_path):
     blocks = np.random.default_rng(1).random((7, 4, 3)).astype(np.float16)
     blocks.tofile(tmp_path / "h.bin")
     file = TokenFile(tmp_path / "h.bin", "float16", (4, 3))
-    assert len(file) == 7 and file.shape == (7, 4, 3)
+    assert len(file) == 7 and file.shape == (7, 4, 3) and file.nbytes == blocks.nbytes
     np.testing.assert_array_equal(file[2], blocks[2])
     np.testing.assert_array_equal(file[-1], blocks[-1])
     np.testing.assert_array_equal(file[1:5], blocks[1:5])

@@ -37,6 +37,11 @@ class TokenFile:
     def shape(self) -> tuple[int, ...]:
         return (self.size, *self.row)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its whole rows, as a numpy array's ``nbytes``."""
+        return self.size * self.dtype.itemsize * math.prod(self.row)
+
     def _file(self) -> int:
         """This process's descriptor, opened on first read: a DataLoader worker receives the
         TokenFile pickled, without one, and opens its own."""
