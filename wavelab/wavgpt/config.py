@@ -82,6 +82,7 @@ class WavGPTConfig:
     kd_temperature: float = 2.0
     kd: str = "sparse"  # sparse: KL over the teacher's top kd_top_k + the rest; full: whole vocab
     kd_top_k: int = 64
+    recompute_head_logits: bool = True  # tied head, sparse KD: make the logits again in backward
     kl_weight: float = 0.9
     ce_weight: float = 0.1
     hidden_mse_weight: float = 0.0
@@ -126,6 +127,11 @@ class WavGPTConfig:
         for key, value in positive.items():
             if not (_is_number(value) and value > 0):
                 raise ConfigError(f"model.{key}={value!r} is invalid: must be > 0")
+        if not isinstance(self.recompute_head_logits, bool):
+            raise ConfigError(
+                f"model.recompute_head_logits={self.recompute_head_logits!r} is invalid: "
+                "must be true or false"
+            )
         if self.kd not in KD_MODES:
             raise ConfigError(f"model.kd={self.kd!r} is invalid: must be one of {KD_MODES}")
         if not _is_count(self.kd_top_k, 1):

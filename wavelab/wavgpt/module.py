@@ -257,7 +257,12 @@ class WavGPTModule(RecordsItsClass, L.LightningModule):
         student, per_token = None, None
         if self.tied_loss(teacher):
             kl, ce, predicted = tied_sparse_kd_and_ce(
-                out.refined, self.encoder.tied_weight, teacher, self.cfg.kd_temperature, ids
+                out.refined,
+                self.encoder.tied_weight,
+                teacher,
+                self.cfg.kd_temperature,
+                ids,
+                recompute=self.cfg.recompute_head_logits,
             )
             per_token = (kl, ce)
         else:

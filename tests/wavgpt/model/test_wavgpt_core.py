@@ -231,6 +231,10 @@ def test_embedding_term_anchors_the_pooled_embedding_only():
         ({"embedding_weight": -0.5}, r"model\.embedding_weight=-0\.5 is invalid: must be >= 0"),
         ({"kd": "dense"}, r"model\.kd='dense' is invalid: must be one of \('sparse', 'full'\)"),
         ({"kd_top_k": 0}, r"model\.kd_top_k=0 is invalid: must be an integer >= 1"),
+        (
+            {"recompute_head_logits": "yes"},
+            r"model\.recompute_head_logits='yes' is invalid: must be true or false",
+        ),
         ({"logits_mse_weight": 1.0}, r"model\.logits_mse_weight=1\.0 needs .* model\.kd=full"),
         ({"value_bits": 3}, r"model\.value_bits=3 is invalid: must be one of \(4, 8, 16\)"),
         ({"value_scale": "row"}, r"model\.value_scale='row' is invalid: must be one of"),

@@ -197,12 +197,13 @@ class _SparseKDAndCE(torch.autograd.Function):
 
 
 class _TiedSparseKDAndCE(torch.autograd.Function):
-    """``_SparseKDAndCE`` of the logits h @ weight.T, made _ROWS positions at a time in the
-    forward and made again in the backward, so that no (B, T, V) tensor is ever held: one more
-    head matmul per step for 4·B·T·V bytes less. Also returns the student's argmax (B, T)."""
+    """``_SparseKDAndCE`` of the logits h @ weight.T, made _ROWS positions at a time and never
+    held whole. With ``recompute``, the backward makes each chunk's logits again, so no
+    (B, T, V) tensor is held, for one more head matmul per step; without it, the forward keeps
+    their exponentials e (4·B·T·V bytes) for the backward. Also returns the argmax (B, T)."""
 
     @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, idx, logp, rest_logp, ids, tau: float):
+    def forward(ctx, h: Tensor, weight: Tensor, idx, logp, rest_logp, ids, tau, recompute):
         ctx.h_dtype, ctx.head_dtype = h.dtype, _head_dtype(h, weight)
         (b, t, d), k, n = h.shape, idx.shape[-1], h.shape[0] * h.shape[1]
         x, w = h.detach().reshape(n, d), weight.detach()
@@ -210,6 +211,7 @@ class _TiedSparseKDAndCE(torch.autograd.Function):
         peak = x.new_empty(n, 1, dtype=torch.float32)
         z_top, z_target = peak.new_empty(n, k), peak.new_empty(n)
         s_tau, e_top, s_1 = peak.new_empty(n), peak.new_empty(n, k), peak.new_empty(n)
+        kept = None if recompute else peak.new_empty(n, weight.shape[0])
         predicted = idx.new_empty(n)
         flat_idx, flat_ids = idx.reshape(n, k), ids.reshape(n, 1)
         for i in range(0, n, _ROWS):
@@ -217,29 +219,32 @@ class _TiedSparseKDAndCE(torch.autograd.Function):
             z = (x_head[r] @ w_head.T).float()  # (rows, V): softmaxes in float32, as above
             peak[r], predicted[r] = z.amax(-1, keepdim=True), z.argmax(-1)
             z_top[r], z_target[r] = z.gather(-1, flat_idx[r]), z.gather(-1, flat_ids[r])[:, 0]
-            e = _scaled_exp(z, peak[r], tau, out=z)
+            e = _scaled_exp(z, peak[r], tau, out=z if kept is None else kept[r])
             s_tau[r], e_top[r], s_1[r] = _row_sums(e, flat_idx[r], tau)
         sums = (s_tau.view(b, t), e_top.view(b, t, k), s_1.view(b, t))
         peak_bt, z_top, z_target = peak.view(b, t, 1), z_top.view(b, t, k), z_target.view(b, t)
         kl, ce, saved = _kl_and_ce(sums, peak_bt, z_top, z_target, logp, rest_logp, tau)
-        ctx.save_for_backward(x, w, peak, *saved, flat_idx, flat_ids[:, 0])
+        ctx.save_for_backward(x, w, peak, kept, *saved, flat_idx, flat_ids[:, 0])
         ctx.tau = tau
         ctx.mark_non_differentiable(predicted)
         return kl, ce, predicted.view(b, t)
 
     @staticmethod
     def backward(ctx, g_kl: Tensor, g_ce: Tensor, _g_predicted):
-        x, w, peak, *saved, idx, ids = ctx.saved_tensors
+        x, w, peak, kept, *saved, idx, ids = ctx.saved_tensors
         a, b, top = _grad_terms(g_kl, g_ce, tuple(saved), ctx.tau)
         x_head, w_head, w_grad = x.to(ctx.head_dtype), w.to(ctx.head_dtype), w.float()
         g_ce, g_x = g_ce.flatten(), x.new_empty(x.shape, dtype=torch.float32)
         for i in range(0, len(x), _ROWS):
             r = slice(i, i + _ROWS)
-            z = (x_head[r] @ w_head.T).float()
-            e = _scaled_exp(z, peak[r], ctx.tau, out=z)  # the forward's e, bit for bit
+            if kept is None:
+                z = (x_head[r] @ w_head.T).float()
+                e = _scaled_exp(z, peak[r], ctx.tau, out=z)  # the forward's e, bit for bit
+            else:
+                e = kept[r]  # becomes the gradient in place: nothing reads it after this
             grad = _grad_rows_(e, a[r], b[r], top[r], idx[r], ids[r], g_ce[r], ctx.tau)
             g_x[r] = grad @ w_grad
-        return g_x.view(g_kl.shape + x.shape[-1:]).to(ctx.h_dtype), *(None,) * 6
+        return g_x.view(g_kl.shape + x.shape[-1:]).to(ctx.h_dtype), *(None,) * 7
 
 
 def sparse_kd_and_ce(
@@ -253,13 +258,18 @@ def sparse_kd_and_ce(
 
 
 def tied_sparse_kd_and_ce(
-    h: Tensor, weight: Tensor, teacher: TeacherTopK, tau: float, input_ids: Tensor
+    h: Tensor,
+    weight: Tensor,
+    teacher: TeacherTopK,
+    tau: float,
+    input_ids: Tensor,
+    recompute: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``sparse_kd_and_ce(h @ weight.T, ...)`` and the (B, T) argmax of those logits, without
-    ever holding them whole: the tied head's loss in half the memory. ``weight`` (V, d) is
-    frozen: no gradient reaches it."""
+    ever holding them whole; ``recompute``: nor their exponentials, which the backward then
+    makes again. ``weight`` (V, d) is frozen: no gradient reaches it."""
     if weight.requires_grad:
         raise ValueError("tied_sparse_kd_and_ce: the head's weight must be frozen")
     return _TiedSparseKDAndCE.apply(
-        h, weight, teacher.idx, teacher.logp, teacher.rest_logp, input_ids, tau
+        h, weight, teacher.idx, teacher.logp, teacher.rest_logp, input_ids, tau, recompute
     )
