@@ -233,8 +233,9 @@ class _TiedSparseKDAndCE(torch.autograd.Function):
     def backward(ctx, g_kl: Tensor, g_ce: Tensor, _g_predicted):
         x, w, peak, kept, *saved, idx, ids = ctx.saved_tensors
         a, b, top = _grad_terms(g_kl, g_ce, tuple(saved), ctx.tau)
-        x_head, w_head, w_grad = x.to(ctx.head_dtype), w.to(ctx.head_dtype), w.float()
-        g_ce, g_x = g_ce.flatten(), x.new_empty(x.shape, dtype=torch.float32)
+        if kept is None:  # the forward's matmul operands, cast once
+            x_head, w_head = x.to(ctx.head_dtype), w.to(ctx.head_dtype)
+        w_grad, g_ce, g_x = w.float(), g_ce.flatten(), x.new_empty(x.shape, dtype=torch.float32)
         for i in range(0, len(x), _ROWS):
             r = slice(i, i + _ROWS)
             if kept is None:
